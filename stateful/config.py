@@ -1,0 +1,35 @@
+"""The suite's run-time configuration, set by the pytest plugin from the command line.
+
+``settings`` holds what the command line chose (the implementation, extra traced modules, the
+watchdog and the step budget); ``load_impl`` turns an implementation spec into a loaded
+``BrokerImpl``, once per spec.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+from stateful.impl import BrokerImpl, configured_spec, load
+from stateful.runtime import DEFAULT_MAX_STEPS, DEFAULT_WATCHDOG_SECONDS
+
+
+@dataclass
+class Settings:
+    broker_impl: str | None = None
+    trace_modules: tuple[str, ...] = ()
+    watchdog_seconds: float = DEFAULT_WATCHDOG_SECONDS
+    max_steps: int = DEFAULT_MAX_STEPS
+
+
+settings = Settings()
+
+
+def load_impl(spec: str | None = None) -> BrokerImpl:
+    """``spec``, or the configured implementation when it is None."""
+    return _load(spec or configured_spec(settings.broker_impl), settings.trace_modules)
+
+
+@functools.cache
+def _load(spec: str, trace_modules: tuple[str, ...]) -> BrokerImpl:
+    return load(spec, trace_modules)

@@ -1,0 +1,365 @@
+"""The broker's invariants, as checks over a ``History``.
+
+Each check raises ``InvariantViolation`` whose ``invariant`` is one of these names, and whose
+message names the run, the subscriber and the events involved:
+
+``no-exception``
+    no exception escaped an operation, a consumer or a loop callback.
+``order``
+    each subscriber sees each producer's events in emit order, ids strictly increasing, and all
+    subscribers of a run see their common events in the same order.
+``no-duplicates``
+    no subscriber receives an event twice, and no two events of a run share an id.
+``done-exactly-once-last``
+    done is delivered at most once, only after close began, and is the last item.
+``nothing-after-done``
+    nothing follows a terminal item, no event emitted after close returned is delivered, and a
+    subscriber that arrives after close (without replay) gets done and nothing else.
+``no-lost-events``
+    an event whose emit began after a subscriber's subscribe returned, and returned before close
+    began, reaches that subscriber unless it unsubscribed (checked once the threads settle).
+``no-hang-after-done``
+    once close has returned and the threads settle, every live subscriber has its done.
+``subscriber-map-cleanup``
+    a run whose subscribers have all left has ``n_subscribers == 0`` and no entry in any map the
+    broker was seen keeping its subscribers in.
+``is-done``
+    ``is_done`` is True once close returned and False before any close began.
+``replay-seam``
+    a subscriber with ``last_event_id=N`` gets exactly the events after N (after a gap marker
+    first if N is no longer buffered), then live ones: no duplicate, no hole at the seam.
+``overflow-marker``
+    a subscriber that is cut off gets the overflow marker last, and every event before the cut
+    arrived: no silent drop.
+
+Liveness checks (``no-lost-events``, ``no-hang-after-done``, cleanup, replay holes) only hold once
+the threads have settled, so they live in ``check_settled``; ``check_safety`` holds at any time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from stateful.errors import InvariantViolation
+from stateful.history import (
+    Emit,
+    EventKey,
+    History,
+    Subscriber,
+    describe_item,
+    event_key,
+    item_type,
+)
+from stateful.runtime import Crash
+
+
+def violation(invariant: str, message: str) -> InvariantViolation:
+    return InvariantViolation(message, invariant=invariant)
+
+
+def check_crashes(crashes: Iterable[Crash]) -> None:
+    for crash in crashes:
+        raise violation(
+            "no-exception", f"an exception escaped {crash.where} on thread {crash.thread}:\n"
+            f"{crash.text}"
+        )
+
+
+def check_safety(history: History) -> None:
+    """Checks that hold at every moment, whatever is still in flight."""
+    ids = history.known_ids()
+    for sub in history.subscribers:
+        _check_terminal_last(history, sub)
+        _check_events(history, sub)
+        _check_replay_prefix(sub)
+    _check_ids_unique(history, ids)
+    for run in {s.run for s in history.subscribers}:
+        _check_common_order(history.subscribers_of(run))
+
+
+def check_settled(
+    history: History,
+    n_subscribers: Callable[[str], int],
+    is_done: Callable[[str], bool],
+    leftover_entries: Callable[[str], list[str]],
+    runs: Iterable[str],
+) -> None:
+    """Checks that hold once every operation has returned and the loop has gone idle."""
+    ids = history.known_ids()
+    for sub in history.subscribers:
+        if sub.cancelled is not None or sub.stalled:
+            continue
+        _check_no_hang(history, sub)
+        _check_no_loss(history, sub, ids)
+        if sub.last_event_id is not None:
+            _check_replay_complete(history, sub, ids)
+    for run in runs:
+        _check_is_done(history, run, is_done(run))
+        if all(s.finished is not None for s in history.subscribers_of(run)):
+            _check_cleanup(history, run, n_subscribers(run), leftover_entries(run))
+
+
+def _received(sub: Subscriber) -> str:
+    return sub.describe()
+
+
+def _check_terminal_last(history: History, sub: Subscriber) -> None:
+    items = sub.items
+    kinds = [item_type(item) for item in items]
+    if kinds.count("done") > 1:
+        raise violation("done-exactly-once-last", f"{sub.name} got done twice. {_received(sub)}")
+    for index, kind in enumerate(kinds):
+        if kind in ("done", "overflow") and index < len(items) - 1:
+            after = describe_item(items[index + 1])
+            name = "nothing-after-done" if kind == "done" else "overflow-marker"
+            raise violation(name, f"{sub.name} got {after} after {kind}. {_received(sub)}")
+    for tick, item in sub.received:
+        if item_type(item) == "done":
+            close = history.first_close(sub.run)
+            if close is None or close.began > tick:
+                raise violation(
+                    "done-exactly-once-last",
+                    f"{sub.name} got done at t{tick} but no close of {sub.run} had begun. "
+                    f"{_received(sub)}",
+                )
+
+
+def _check_events(history: History, sub: Subscriber) -> None:
+    seen: set[EventKey] = set()
+    last_seq: dict[int, int] = {}
+    last_id: int | None = None
+    closed_at = history.close_returned(sub.run)
+    for item in sub.items:
+        key = event_key(item)
+        if key is None:
+            if item_type(item) not in ("done", "overflow", "gap"):
+                raise violation("order", f"{sub.name} got an item that is not an event or marker: "
+                                f"{item!r}")
+            continue
+        emit = history.emits.get(key)
+        if emit is None or emit.run != sub.run:
+            where = "never emitted" if emit is None else f"emitted to {emit.run}"
+            raise violation("order", f"{sub.name} on {sub.run} got {describe_item(item)}, "
+                            f"{where}. {_received(sub)}")
+        if key in seen:
+            raise violation("no-duplicates", f"{sub.name} got {describe_item(item)} twice. "
+                            f"{_received(sub)}")
+        seen.add(key)
+        producer, seq = key
+        if seq < last_seq.get(producer, 0):
+            raise violation(
+                "order",
+                f"{sub.name} got P{producer}#{seq} after P{producer}#{last_seq[producer]}, "
+                f"against producer {producer}'s emit order. {_received(sub)}",
+            )
+        last_seq[producer] = seq
+        event_id = item.get("id")
+        if isinstance(event_id, int):
+            if last_id is not None and event_id <= last_id:
+                raise violation("order", f"{sub.name} got id {event_id} after id {last_id}. "
+                                f"{_received(sub)}")
+            last_id = event_id
+        if closed_at is not None and emit.began > closed_at:
+            raise violation(
+                "nothing-after-done",
+                f"{sub.name} got {emit}, whose emit began at t{emit.began}, after close of "
+                f"{sub.run} returned at t{closed_at}: emit after close must be dropped. "
+                f"{_received(sub)}",
+            )
+    close_done = history.close_returned(sub.run)
+    if (
+        sub.last_event_id is None
+        and close_done is not None
+        and sub.began is not None
+        and sub.began > close_done
+        and seen
+    ):
+        raise violation(
+            "nothing-after-done",
+            f"{sub.name} subscribed at t{sub.began}, after close of {sub.run} returned at "
+            f"t{close_done}, so it should get done at once and nothing else. {_received(sub)}",
+        )
+
+
+def _check_replay_prefix(sub: Subscriber) -> None:
+    for index, item in enumerate(sub.items):
+        if item_type(item) != "gap":
+            continue
+        if sub.last_event_id is None or index != 0:
+            raise violation(
+                "replay-seam",
+                f"{sub.name} got a gap marker at position {index}; a gap marker may only come "
+                f"first, to a subscriber that asked for replay. {_received(sub)}",
+            )
+    if sub.last_event_id is None:
+        return
+    for item in sub.items:
+        event_id = item.get("id") if isinstance(item, dict) else None
+        if event_key(item) is not None and isinstance(event_id, int):
+            if event_id <= sub.last_event_id:
+                raise violation(
+                    "replay-seam",
+                    f"{sub.name} asked for the events after id {sub.last_event_id} and got "
+                    f"{describe_item(item)}. {_received(sub)}",
+                )
+
+
+def _check_ids_unique(history: History, ids: dict[EventKey, int]) -> None:
+    owner: dict[tuple[str, int], EventKey] = {}
+    for sub in history.subscribers:
+        for item in sub.items:
+            key = event_key(item)
+            if key is None or not isinstance(item.get("id"), int):
+                continue
+            if ids[key] != item["id"]:
+                raise violation(
+                    "no-duplicates",
+                    f"P{key[0]}#{key[1]} was delivered with id {ids[key]} to one subscriber and "
+                    f"id {item['id']} to {sub.name}",
+                )
+            slot = (sub.run, item["id"])
+            if owner.setdefault(slot, key) != key:
+                other = owner[slot]
+                raise violation(
+                    "no-duplicates",
+                    f"id {item['id']} of {sub.run} was given to both P{other[0]}#{other[1]} and "
+                    f"P{key[0]}#{key[1]}",
+                )
+
+
+def _check_common_order(subscribers: list[Subscriber]) -> None:
+    orders = [(sub, sub.keys()) for sub in subscribers]
+    for index, (first, first_keys) in enumerate(orders):
+        rank = {key: position for position, key in enumerate(first_keys)}
+        for second, second_keys in orders[index + 1 :]:
+            common = [key for key in second_keys if key in rank]
+            for before, after in zip(common, common[1:], strict=False):
+                if rank[before] > rank[after]:
+                    raise violation(
+                        "order",
+                        f"{first.name} and {second.name} of the same run saw "
+                        f"P{before[0]}#{before[1]} and P{after[0]}#{after[1]} in opposite "
+                        f"orders.\n  {first.describe()}\n  {second.describe()}",
+                    )
+
+
+def _check_no_hang(history: History, sub: Subscriber) -> None:
+    closed_at = history.close_returned(sub.run)
+    if closed_at is None or sub.terminal is not None:
+        return
+    raise violation(
+        "no-hang-after-done",
+        f"close of {sub.run} returned at t{closed_at} and the threads settled, but "
+        f"{sub.name} never got done. {_received(sub)}",
+    )
+
+
+def _required(history: History, sub: Subscriber) -> list[Emit]:
+    """The events the no-loss contract promises ``sub``."""
+    if sub.subscribed is None:
+        return []
+    close = history.first_close(sub.run)
+    return [
+        e
+        for e in history.emits_of(sub.run)
+        if e.began > sub.subscribed
+        and e.returned is not None
+        and (close is None or e.returned < close.began)
+    ]
+
+
+def _happens_before(first: Emit, second: Emit, ids: dict[EventKey, int]) -> bool:
+    """Whether ``first`` must precede ``second`` in every subscriber's stream."""
+    if first.key[0] == second.key[0]:
+        return first.key[1] < second.key[1]
+    if first.key in ids and second.key in ids:
+        return ids[first.key] < ids[second.key]
+    return first.returned is not None and first.returned < second.began
+
+
+def _check_no_loss(history: History, sub: Subscriber, ids: dict[EventKey, int]) -> None:
+    got = set(sub.keys())
+    received = [history.emits[key] for key in sub.keys()]
+    for emit in _required(history, sub):
+        if emit.key in got:
+            continue
+        if sub.overflowed:
+            later = next((r for r in received if _happens_before(emit, r, ids)), None)
+            if later is None:
+                continue  # lost after the cut-off, which the contract allows
+            raise violation(
+                "overflow-marker",
+                f"{sub.name} was cut off but silently lost {emit} (emitted t{emit.began}-"
+                f"t{emit.returned}) before {later}, which it did receive. {_received(sub)}",
+            )
+        raise violation(
+            "no-lost-events",
+            f"{sub.name} on {sub.run} subscribed at t{sub.subscribed} and never got {emit}, "
+            f"emitted t{emit.began}-t{emit.returned} before close. {_received(sub)}",
+        )
+
+
+def _check_replay_complete(
+    history: History, sub: Subscriber, ids: dict[EventKey, int]
+) -> None:
+    """No hole at the seam: every event after the resume point reached ``sub``."""
+    assert sub.last_event_id is not None
+    items = sub.items
+    resume_after = sub.last_event_id
+    if items and item_type(items[0]) == "gap":
+        first_id = next(
+            (item["id"] for item in items if event_key(item) and isinstance(item.get("id"), int)),
+            None,
+        )
+        if first_id is None:
+            return
+        resume_after = first_id - 1
+    by_id = {event_id: key for key, event_id in ids.items() if history.emits[key].run == sub.run}
+    anchor = history.emits.get(by_id[resume_after]) if resume_after in by_id else None
+    close = history.first_close(sub.run)
+    got = set(sub.keys())
+    for emit in history.emits_of(sub.run):
+        if emit.key in got or emit.returned is None:
+            continue
+        if close is not None and emit.returned >= close.began:
+            continue
+        after = (
+            resume_after == 0
+            or (emit.key in ids and ids[emit.key] > resume_after)
+            or (anchor is not None and anchor.returned is not None
+                and emit.began > anchor.returned)
+        )
+        if after and not sub.overflowed:
+            known = f" (id {ids[emit.key]})" if emit.key in ids else ""
+            raise violation(
+                "replay-seam",
+                f"{sub.name} resumed after id {resume_after} but never got {emit}{known}, "
+                f"emitted t{emit.began}-t{emit.returned}: a hole at the seam. {_received(sub)}",
+            )
+
+
+def _check_is_done(history: History, run: str, done: bool) -> None:
+    closed_at = history.close_returned(run)
+    if closed_at is not None and not done:
+        raise violation("is-done", f"close of {run} returned at t{closed_at} but is_done is False")
+    if history.first_close(run) is None and done:
+        raise violation("is-done", f"is_done({run!r}) is True but {run} was never closed")
+
+
+def _check_cleanup(history: History, run: str, count: int, leftovers: list[str]) -> None:
+    left = ", ".join(s.name for s in history.subscribers_of(run)) or "none ever subscribed"
+    if count != 0:
+        raise violation(
+            "subscriber-map-cleanup",
+            f"every subscriber of {run} has left ({left}) but n_subscribers is {count}",
+        )
+    if leftovers:
+        raise violation(
+            "subscriber-map-cleanup",
+            f"every subscriber of {run} has left ({left}) but the broker still keeps an entry "
+            f"for it in {', '.join(leftovers)}",
+        )
+
+
+def describe_all(history: History) -> str:
+    """What each subscriber received, one line each."""
+    return "\n".join(f"  {sub.describe()}" for sub in history.subscribers) or "  (none)"

@@ -1,0 +1,401 @@
+"""``RunBrokerMachine``: the Hypothesis state machine that drives a broker from real threads.
+
+Rules queue operations on the threads where a real deployment runs them: ``emit`` and
+``close`` on two producer threads; ``subscribe`` (and, where the broker has replay,
+``subscribe_from`` and ``reconnect``) as consumer tasks on the loop thread that read their
+queue until a terminal item and then unsubscribe, as an SSE handler does; ``unsubscribe`` by
+cancelling such a task. Nothing runs until ``run_interleaved``, whose argument is a drawn
+``PreemptionSchedule``: the pending operations of all threads then run interleaved as it says,
+until every thread is idle and the loop has settled. Runs come from a pool of two, so
+operations on one run collide often.
+
+After every rule the safety invariants are checked; after every settle, liveness and cleanup
+too (``stateful.invariants``). On failure the report names the broken invariant, shows the
+interleaving as a per-thread timeline and what every subscriber received.
+
+The implementation under test is ``impl_spec`` if a subclass sets it, else the configured one
+(``--broker-impl`` / ``BROKER_IMPL``). ``free_running = True`` runs the same machine on
+uncontrolled threads (stress mode).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Callable
+from typing import Any, ClassVar, TypeVar
+
+from hypothesis import currently_in_test_context, note
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    Bundle,
+    RuleBasedStateMachine,
+    consumes,
+    invariant,
+    precondition,
+    rule,
+)
+
+from stateful import config
+from stateful.harness import ControlledHarness, FreeHarness, Harness
+from stateful.history import Close, History, Subscriber, describe_item, item_type
+from stateful.impl import BrokerImpl
+from stateful.introspect import SubscriberMaps
+from stateful.invariants import check_crashes, check_safety, check_settled, describe_all
+from stateful.replay import LEDGER
+from stateful.report import timeline
+from stateful.strategy import (
+    PreemptionSchedule,
+    RunToCompletion,
+    SchedulingStrategy,
+    preemption_schedules,
+)
+
+RUN_SLOTS = 2
+PRODUCERS = 2
+# Most operations go to the first slot's run, so that they collide; the second run is there to
+# catch crosstalk between runs.
+slots = st.sampled_from((0, 0, 0, 1))
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class _LazyReport:
+    """Hypothesis formats a note only for the example it shows, so the report is built then."""
+
+    def __init__(self, machine: RunBrokerMachine) -> None:
+        self._machine = machine
+
+    def __repr__(self) -> str:
+        return self._machine.report()
+
+
+def _reported(method: F) -> F:
+    """On the first failure of an example, attach the timeline report to it: as a Hypothesis
+    note inside a Hypothesis test, else as a note on the exception itself."""
+
+    @functools.wraps(method)
+    def wrapper(self: RunBrokerMachine, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except BaseException as error:
+            if not self._failed:
+                self._failed = True
+                if currently_in_test_context():
+                    note(_LazyReport(self))
+                else:
+                    error.add_note(self.report())
+            raise
+
+    return wrapper  # type: ignore[return-value]
+
+
+class RunBrokerMachine(RuleBasedStateMachine):
+    """Drives one broker instance per example; see the module docstring."""
+
+    impl_spec: ClassVar[str | None] = None
+    free_running: ClassVar[bool] = False
+
+    subscribers = Bundle("subscribers")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.impl: BrokerImpl = config.load_impl(self.impl_spec)
+        self.history = History()
+        self.harness: Harness
+        if self.free_running:
+            self.harness = FreeHarness(self.impl, PRODUCERS)
+        else:
+            self.harness = ControlledHarness(
+                self.impl,
+                PRODUCERS,
+                watchdog_seconds=config.settings.watchdog_seconds,
+                max_steps=config.settings.max_steps,
+            )
+        self.broker = self.impl.new()
+        self.broker.bind_loop(self.harness.loop)
+        self._maps = SubscriberMaps(m.__name__ for m in self.impl.modules)
+        self._tasks: dict[Subscriber, asyncio.Task[None]] = {}
+        # Open while the client reads; a stalled client waits on its gate after each item.
+        self._gates: dict[Subscriber, asyncio.Event] = {}
+        self._steps: list[str] = []
+        # Rules name a run by slot. A slot's run, once closed, stays for one more batch of rules
+        # (to exercise late subscribers and late emits) and is then replaced by a fresh run, so
+        # that races against close keep happening all through a long example.
+        self._runs = [f"r{slot + 1}" for slot in range(RUN_SLOTS)]
+        self._all_runs = list(self._runs)
+        self._closed_earlier: set[str] = set()
+        self._settled = True
+        self._pending = 0
+        self._failed = False
+
+    # -- rules --------------------------------------------------------------------------------
+
+    @rule(target=subscribers, slot=slots)
+    def subscribe(self, slot: int) -> Subscriber:
+        return self._start(self.history.new_subscriber(self._runs[slot]))
+
+    @precondition(lambda self: self.impl.replay)
+    @rule(target=subscribers, slot=slots, data=st.data())
+    def subscribe_from(self, slot: int, data: st.DataObject) -> Subscriber:
+        """A first connection that asks for replay from an id some subscriber has seen."""
+        run = self._runs[slot]
+        seen = {i for key, i in self.history.known_ids().items() if self._run_of(key) == run}
+        last_event_id = data.draw(st.sampled_from([0, *sorted(seen)]), label="last_event_id")
+        return self._start(self.history.new_subscriber(run, last_event_id))
+
+    @precondition(lambda self: self.impl.replay)
+    @rule(target=subscribers, old=consumes(subscribers))
+    def reconnect(self, old: Subscriber) -> Subscriber:
+        """A page refresh: the old stream goes, a new one resumes after the last id it saw."""
+        self._cancel(old)
+        ids = [item["id"] for item in old.items if isinstance(item.get("id"), int)]
+        return self._start(self.history.new_subscriber(old.run, ids[-1] if ids else None))
+
+    @rule(sub=consumes(subscribers))
+    def unsubscribe(self, sub: Subscriber) -> None:
+        self._cancel(sub)
+
+    @rule(
+        producer=st.integers(0, PRODUCERS - 1),
+        slot=slots,
+        count=st.integers(1, 3),
+    )
+    def emit(self, producer: int, slot: int, count: int) -> None:
+        run = self._runs[slot]
+        for _ in range(count):
+            self._log(f"emit({producer}, {run})")
+            key = self.history.next_key(producer)
+            self.harness.on_producer(
+                producer, functools.partial(self._emit, producer, run), f"emit P{key[0]}#{key[1]}"
+            )
+        self._queued()
+
+    @rule(producer=st.integers(0, PRODUCERS - 1), slot=slots)
+    def close(self, producer: int, slot: int) -> None:
+        run = self._runs[slot]
+        self._log(f"close({producer}, {run})")
+        self.harness.on_producer(
+            producer, functools.partial(self._close, producer, run), f"close {run}"
+        )
+        self._queued()
+
+    @precondition(lambda self: self.impl.max_backlog is not None)
+    @rule(sub=subscribers)
+    def stall(self, sub: Subscriber) -> None:
+        """The client stops reading (a frozen tab), so its backlog grows."""
+        self._log(f"stall({sub.name})")
+        sub.stalled = True
+        self.harness.on_loop(lambda: self._gates[sub].clear())
+        self._queued()
+
+    @precondition(lambda self: self.impl.max_backlog is not None)
+    @rule(sub=subscribers)
+    def resume(self, sub: Subscriber) -> None:
+        self._log(f"resume({sub.name})")
+        self._resume(sub)
+
+    @precondition(lambda self: self._pending >= 2)
+    @rule(schedule=preemption_schedules())
+    @_reported
+    def run_interleaved(self, schedule: PreemptionSchedule) -> None:
+        self._settle(schedule.start(), f"run_interleaved({schedule})")
+
+    @invariant()
+    @_reported
+    def invariants_hold(self) -> None:
+        if self._settled:
+            self.harness.on_loop_now(self._collect_leftovers)
+        check_crashes(self.harness.crashes)
+        check_safety(self.history)
+        if self._settled:
+            live: dict[str, list[Any]] = {run: [] for run in self._all_runs}
+            for sub in self.history.subscribers:
+                if sub.finished is None and sub.queue is not None:
+                    live[sub.run].append(sub.queue)
+            self._maps.learn(self.broker, live)
+            check_settled(
+                self.history,
+                n_subscribers=self.broker.n_subscribers,
+                is_done=self.broker.is_done,
+                leftover_entries=lambda run: self._maps.leftovers(self.broker, run),
+                runs=self._all_runs,
+            )
+
+    def teardown(self) -> None:
+        """Drain what is pending, let stalled clients read, let everyone leave, check again."""
+        try:
+            if not self._failed:
+                self._final_checks()
+        finally:
+            self.harness.close()
+
+    @_reported
+    def _final_checks(self) -> None:
+        self._settle(RunToCompletion(), "teardown: run what is still pending")
+        self.invariants_hold()
+        for sub in self.history.subscribers:
+            self._resume(sub)
+        self._settle(RunToCompletion(), "teardown: stalled clients read again")
+        self.invariants_hold()
+        for sub in self.history.subscribers:
+            if sub.finished is None:
+                self._cancel(sub)
+        self._settle(RunToCompletion(), "teardown: every client leaves")
+        self.invariants_hold()
+
+    # -- what runs on the harness's threads -----------------------------------------------------
+
+    def _emit(self, producer: int, run: str) -> None:
+        record = self.history.new_emit(producer, run, self.harness.tick())
+        self.broker.emit(run, {"type": "event", "p": producer, "n": record.key[1]})
+        record.returned = self.harness.tick()
+
+    def _close(self, producer: int, run: str) -> None:
+        record = Close(run, producer, self.harness.tick())
+        self.history.closes.append(record)
+        self.broker.close(run)
+        record.returned = self.harness.tick()
+
+    async def _consume(self, sub: Subscriber) -> None:
+        """What an SSE handler does: subscribe, read until a terminal item, unsubscribe."""
+        sub.began = self.harness.tick()
+        self.harness.mark_loop(f"{sub.name}: subscribe {sub.run}")
+        if sub.last_event_id is None:
+            queue = self.broker.subscribe(sub.run)
+        else:
+            queue = self.broker.subscribe(sub.run, last_event_id=sub.last_event_id)
+        sub.queue = queue
+        sub.subscribed = self.harness.tick()
+        try:
+            while True:
+                item = await queue.get()
+                sub.received.append((self.harness.tick(), item))
+                self.harness.mark_loop(f"{sub.name} got {describe_item(item)}")
+                if item_type(item) in ("done", "overflow"):
+                    break
+                await self._gates[sub].wait()
+        except GeneratorExit:
+            raise  # the example is being torn down: no client is leaving
+        except BaseException:
+            self._leave(sub, queue)
+            raise
+        self._leave(sub, queue)
+
+    def _leave(self, sub: Subscriber, queue: Any) -> None:
+        self.harness.mark_loop(f"{sub.name}: unsubscribe")
+        self.broker.unsubscribe(sub.run, queue)
+
+    # -- helpers --------------------------------------------------------------------------------
+
+    def _collect_leftovers(self) -> None:
+        """Items a finished consumer left unread arrived after its terminal item: record them
+        so the safety checks see what the broker delivered after done."""
+        for sub in self.history.subscribers:
+            if sub.finished is None or sub.terminal is None or sub.queue is None:
+                continue
+            while not sub.queue.empty():
+                sub.received.append((self.harness.tick(), sub.queue.get_nowait()))
+
+    def _start(self, sub: Subscriber) -> Subscriber:
+        self._log(f"subscribe({sub.name}, {sub.run}, last_event_id={sub.last_event_id})")
+
+        def start() -> None:
+            self._gates[sub] = asyncio.Event()
+            self._gates[sub].set()
+            task = self.harness.loop.create_task(self._consume(sub))
+            task.add_done_callback(functools.partial(self._finished, sub))
+            self._tasks[sub] = task
+
+        self.harness.on_loop(start)
+        self._queued()
+        return sub
+
+    def _finished(self, sub: Subscriber, task: asyncio.Task[None]) -> None:
+        sub.finished = self.harness.tick()
+        if not task.cancelled() and task.exception() is not None:
+            error = task.exception()
+            self.harness.crashes.append(_crash(sub, error))
+
+    def _cancel(self, sub: Subscriber) -> None:
+        self._log(f"unsubscribe({sub.name})")
+        sub.cancelled = self.harness.tick()
+        self.harness.on_loop(lambda: self._tasks[sub].cancel())
+        self._queued()
+
+    def _resume(self, sub: Subscriber) -> None:
+        if sub.stalled:
+            sub.stalled = False
+            self.harness.on_loop(lambda: self._gates[sub].set())
+            self._queued()
+
+    def _settle(self, strategy: SchedulingStrategy, label: str) -> None:
+        start = len(self.harness_trace_entries())
+        self.harness.settle(strategy, label)
+        self._settled = True
+        self._pending = 0
+        self._retire_closed_runs()
+        if isinstance(self.harness, ControlledHarness):
+            LEDGER.record(
+                (self.impl.spec, tuple(self._steps)),
+                "\n".join(f"  {step}" for step in self._steps),
+                self.harness.trace.since(start),
+                self.thread_names(),
+            )
+        self._log(label)
+
+    def _retire_closed_runs(self) -> None:
+        for slot, run in enumerate(self._runs):
+            if run in self._closed_earlier:
+                self._runs[slot] = f"r{len(self._all_runs) + 1}"
+                self._all_runs.append(self._runs[slot])
+            elif self.history.close_returned(run) is not None:
+                self._closed_earlier.add(run)
+
+    def _queued(self) -> None:
+        self._settled = False
+        self._pending += 1
+
+    def _log(self, step: str) -> None:
+        self._steps.append(step)
+
+    def _run_of(self, key: tuple[int, int]) -> str:
+        return self.history.emits[key].run
+
+    def harness_trace_entries(self) -> list[Any]:
+        if isinstance(self.harness, ControlledHarness):
+            return self.harness.trace.entries
+        return []
+
+    def thread_names(self) -> list[str]:
+        return [f"producer-{i}" for i in range(PRODUCERS)] + ["loop"]
+
+    def report(self) -> str:
+        """The failure report: the interleaving timeline and what each subscriber received."""
+        parts = [f"Implementation under test: {self.impl.spec}"]
+        if isinstance(self.harness, ControlledHarness):
+            names = [t.name for t in self.harness.runtime.threads]
+            parts.append("Interleaving, one column per thread (oldest first):")
+            parts.append(timeline(self.harness.trace, names))
+        parts.append("What each subscriber received:")
+        parts.append(describe_all(self.history))
+        return "\n".join(parts)
+
+
+def _crash(sub: Subscriber, error: BaseException | None) -> Any:
+    import traceback
+
+    from stateful.runtime import Crash
+
+    text = "".join(traceback.format_exception(error)) if error else ""
+    return Crash("loop", f"the consumer task of {sub.name}", text)
+
+
+def machine_for(spec: str, *, free_running: bool = False) -> type[RunBrokerMachine]:
+    """A ``RunBrokerMachine`` subclass bound to one implementation, e.g. for a kill matrix."""
+    name = "Free" if free_running else "Controlled"
+    return type(
+        f"{name}Machine[{spec}]",
+        (RunBrokerMachine,),
+        {"impl_spec": spec, "free_running": free_running},
+    )

@@ -1,0 +1,427 @@
+"""Cooperative stand-ins for ``threading``'s primitives, and the patching that installs them.
+
+The code under test is not changed. For the duration of an example, ``controlled(modules)``
+rebinds, in each module under test:
+
+* the ``threading`` and ``_thread`` modules (bound under any name) to proxies whose ``Lock``,
+  ``RLock``, ``Condition``, ``Event``, ``Semaphore``, ``BoundedSemaphore`` and ``allocate_lock``
+  build controlled primitives, everything else passing through to the real module;
+* names bound by ``from threading import Lock, ...`` (and ``from time import sleep``) to the
+  controlled versions;
+* the ``time`` module to a proxy whose ``sleep`` is a switch point that does not sleep;
+* primitive *instances* created at import time, at module level or as class attributes, to
+  fresh controlled ones;
+
+and restores every binding afterwards. Primitives created at any time during the example (in
+``__init__``, lazily per run, ...) are therefore controlled.
+
+A controlled primitive used from a managed thread never blocks for real: a thread that would
+block parks at a switch point, and the runtime runs another. Used from any other thread (the
+test's own thread, between steps, when every managed thread is parked) it acts at once, and
+raises ``RuntimeError`` rather than block, since nothing could ever release it.
+"""
+
+from __future__ import annotations
+
+import _thread
+import os
+import sys
+import threading
+import time
+import types
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from stateful import runtime
+
+_REAL_LOCK_TYPE = type(_thread.allocate_lock())
+_REAL_RLOCK_TYPE = type(threading.RLock())
+
+
+def _creation_site() -> str:
+    frame = sys._getframe(2)
+    while frame.f_back is not None and frame.f_code.co_filename == __file__:
+        frame = frame.f_back
+    return f"{os.path.basename(frame.f_code.co_filename)}:{frame.f_lineno}"
+
+
+class _Primitive:
+    kind = "primitive"
+
+    def __init__(self) -> None:
+        self._site = _creation_site()
+
+    def __repr__(self) -> str:
+        return f"{self.kind}@{self._site}"
+
+
+class Lock(_Primitive):
+    """A controlled ``threading.Lock``."""
+
+    kind = "Lock"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._holder: object | None = None
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        entry = runtime.current()
+        if entry is None:
+            return self._acquire_unmanaged(blocking)
+        rt, me = entry
+        if not blocking:
+            rt.switch_point(f"try-acquire {self!r}")
+        else:
+            rt.wait_until(
+                self._free,
+                f"acquire {self!r}",
+                blocked_on=repr(self),
+                timeout=None if timeout < 0 else timeout,
+            )
+        if not self._free():
+            return False
+        self._holder = me
+        return True
+
+    def release(self) -> None:
+        if self._holder is None:
+            raise RuntimeError("release unlocked lock")
+        entry = runtime.current()
+        if entry is not None:
+            entry[0].switch_point(f"release {self!r}")
+        self._holder = None
+
+    def locked(self) -> bool:
+        return self._holder is not None
+
+    def _free(self) -> bool:
+        return self._holder is None
+
+    def _acquire_unmanaged(self, blocking: bool) -> bool:
+        if self._holder is None:
+            self._holder = threading.current_thread()
+            return True
+        if not blocking:
+            return False
+        raise RuntimeError(
+            f"{self!r} is held by {self._holder} and thread "
+            f"{threading.current_thread().name}, which the scheduler does not run, would block "
+            f"on it for ever"
+        )
+
+    def __enter__(self) -> bool:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    # Condition uses these three, as it does with the real primitives.
+    def _release_save(self) -> object:
+        self.release()
+        return None
+
+    def _acquire_restore(self, state: object) -> None:
+        self.acquire()
+
+    def _is_owned(self) -> bool:
+        entry = runtime.current()
+        me = entry[1] if entry is not None else threading.current_thread()
+        return self._holder is me
+
+
+class RLock(Lock):
+    """A controlled ``threading.RLock``."""
+
+    kind = "RLock"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._count = 0
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        if self._is_owned():
+            self._count += 1
+            return True
+        if super().acquire(blocking, timeout):
+            self._count = 1
+            return True
+        return False
+
+    def release(self) -> None:
+        if not self._is_owned():
+            raise RuntimeError("cannot release un-acquired lock")
+        self._count -= 1
+        if self._count == 0:
+            super().release()
+
+    def _release_save(self) -> object:
+        count, self._count = self._count, 1
+        self.release()
+        return count
+
+    def _acquire_restore(self, state: object) -> None:
+        self.acquire()
+        assert isinstance(state, int)
+        self._count = state
+
+
+class Condition(_Primitive):
+    """A controlled ``threading.Condition``."""
+
+    kind = "Condition"
+
+    def __init__(self, lock: Lock | None = None) -> None:
+        super().__init__()
+        self._lock = lock if lock is not None else RLock()
+        self._waiters: list[list[bool]] = []
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        return self._lock.acquire(blocking, timeout)
+
+    def release(self) -> None:
+        self._lock.release()
+
+    def __enter__(self) -> bool:
+        return self._lock.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.release()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        if not self._lock._is_owned():
+            raise RuntimeError("cannot wait on un-acquired lock")
+        entry = runtime.current()
+        if entry is None:
+            raise RuntimeError(f"{self!r}.wait() from a thread the scheduler does not run")
+        notified = [False]
+        self._waiters.append(notified)
+        saved = self._lock._release_save()
+        try:
+            entry[0].wait_until(
+                lambda: notified[0], f"wait {self!r}", blocked_on=repr(self), timeout=timeout
+            )
+        finally:
+            if not notified[0]:
+                self._waiters.remove(notified)
+            self._lock._acquire_restore(saved)
+        return notified[0]
+
+    def wait_for(self, predicate: Callable[[], Any], timeout: float | None = None) -> Any:
+        result = predicate()
+        while not result:
+            if not self.wait(timeout) and timeout is not None:
+                return predicate()
+            result = predicate()
+        return result
+
+    def notify(self, n: int = 1) -> None:
+        if not self._lock._is_owned():
+            raise RuntimeError("cannot notify on un-acquired lock")
+        for notified in self._waiters[:n]:
+            notified[0] = True
+        del self._waiters[:n]
+
+    def notify_all(self) -> None:
+        self.notify(len(self._waiters))
+
+
+class Event(_Primitive):
+    """A controlled ``threading.Event``."""
+
+    kind = "Event"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._flag = False
+
+    def is_set(self) -> bool:
+        return self._flag
+
+    def set(self) -> None:
+        self._switch(f"set {self!r}")
+        self._flag = True
+
+    def clear(self) -> None:
+        self._switch(f"clear {self!r}")
+        self._flag = False
+
+    def wait(self, timeout: float | None = None) -> bool:
+        entry = runtime.current()
+        if entry is None:
+            if self._flag or timeout is not None:
+                return self._flag
+            raise RuntimeError(f"{self!r}.wait() from a thread the scheduler does not run")
+        return entry[0].wait_until(
+            self.is_set, f"wait {self!r}", blocked_on=repr(self), timeout=timeout
+        )
+
+    @staticmethod
+    def _switch(note: str) -> None:
+        entry = runtime.current()
+        if entry is not None:
+            entry[0].switch_point(note)
+
+
+class Semaphore(_Primitive):
+    """A controlled ``threading.Semaphore``."""
+
+    kind = "Semaphore"
+
+    def __init__(self, value: int = 1) -> None:
+        if value < 0:
+            raise ValueError("semaphore initial value must be >= 0")
+        super().__init__()
+        self._value = value
+
+    def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool:
+        entry = runtime.current()
+        if entry is None:
+            if self._value == 0 and blocking:
+                raise RuntimeError(f"{self!r} would block a thread the scheduler does not run")
+        elif blocking:
+            entry[0].wait_until(
+                lambda: self._value > 0, f"acquire {self!r}", blocked_on=repr(self), timeout=timeout
+            )
+        else:
+            entry[0].switch_point(f"try-acquire {self!r}")
+        if self._value == 0:
+            return False
+        self._value -= 1
+        return True
+
+    def release(self, n: int = 1) -> None:
+        entry = runtime.current()
+        if entry is not None:
+            entry[0].switch_point(f"release {self!r}")
+        self._value += n
+
+    def __enter__(self) -> bool:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+class BoundedSemaphore(Semaphore):
+    """A controlled ``threading.BoundedSemaphore``."""
+
+    kind = "BoundedSemaphore"
+
+    def __init__(self, value: int = 1) -> None:
+        super().__init__(value)
+        self._initial = value
+
+    def release(self, n: int = 1) -> None:
+        if self._value + n > self._initial:
+            raise ValueError("Semaphore released too many times")
+        super().release(n)
+
+
+def sleep(seconds: float) -> None:
+    """A controlled ``time.sleep``: a switch point that lets virtual time pass, never real time."""
+    entry = runtime.current()
+    if entry is None:
+        time.sleep(seconds)
+        return
+    rt = entry[0]
+    wake_at = rt.clock.now + max(seconds, 0.0)
+    rt.wait_until(lambda: rt.clock.now >= wake_at, f"sleep {seconds:g}s", blocked_on=None,
+                  timeout=seconds)
+
+
+_FACTORIES: dict[object, object] = {
+    _thread.allocate_lock: Lock,
+    threading.Lock: Lock,
+    threading.RLock: RLock,
+    threading.Condition: Condition,
+    threading.Event: Event,
+    threading.Semaphore: Semaphore,
+    threading.BoundedSemaphore: BoundedSemaphore,
+    time.sleep: sleep,
+}
+
+
+def _proxy(real: types.ModuleType, overrides: dict[str, object]) -> types.ModuleType:
+    proxy = types.ModuleType(real.__name__, real.__doc__)
+
+    def passthrough(name: str) -> object:
+        return getattr(real, name)
+
+    proxy.__getattr__ = passthrough  # type: ignore[attr-defined]
+    proxy.__dict__.update(overrides)
+    return proxy
+
+
+_THREADING_PROXY = _proxy(
+    threading,
+    {
+        "Lock": Lock,
+        "RLock": RLock,
+        "Condition": Condition,
+        "Event": Event,
+        "Semaphore": Semaphore,
+        "BoundedSemaphore": BoundedSemaphore,
+    },
+)
+_THREAD_PROXY = _proxy(_thread, {"allocate_lock": Lock, "allocate": Lock})
+_TIME_PROXY = _proxy(time, {"sleep": sleep})
+_MODULE_PROXIES = {id(threading): _THREADING_PROXY, id(_thread): _THREAD_PROXY, id(time): _TIME_PROXY}
+
+
+def _controlled_instance(value: object) -> object | None:
+    if isinstance(value, _REAL_RLOCK_TYPE):
+        return RLock()
+    if isinstance(value, _REAL_LOCK_TYPE):
+        return Lock()
+    if isinstance(value, threading.Condition):
+        return Condition()
+    if isinstance(value, threading.Event):
+        return Event()
+    if isinstance(value, threading.BoundedSemaphore):
+        return BoundedSemaphore(value._initial_value)
+    if isinstance(value, threading.Semaphore):
+        return Semaphore(value._value)
+    return None
+
+
+def _replacement(value: object) -> object | None:
+    if isinstance(value, types.ModuleType):
+        return _MODULE_PROXIES.get(id(value))
+    try:
+        factory = _FACTORIES.get(value)
+    except TypeError:  # unhashable module globals are never primitives
+        return None
+    if factory is not None:
+        return factory
+    return _controlled_instance(value)
+
+
+@contextmanager
+def controlled(modules: Iterable[types.ModuleType]) -> Iterator[None]:
+    """Install controlled primitives in ``modules`` for the duration of the block."""
+    undo: list[Callable[[], None]] = []
+    try:
+        for module in modules:
+            namespace = vars(module)
+            for name, value in list(namespace.items()):
+                replacement = _replacement(value)
+                if replacement is not None:
+                    namespace[name] = replacement
+                    undo.append(lambda ns=namespace, n=name, v=value: ns.__setitem__(n, v))
+                elif isinstance(value, type) and value.__module__ == module.__name__:
+                    undo.extend(_patch_class(value))
+        yield
+    finally:
+        for restore in reversed(undo):
+            restore()
+
+
+def _patch_class(cls: type) -> list[Callable[[], None]]:
+    undo: list[Callable[[], None]] = []
+    for name, value in list(vars(cls).items()):
+        replacement = _controlled_instance(value)
+        if replacement is not None:
+            setattr(cls, name, replacement)
+            undo.append(lambda n=name, v=value: setattr(cls, n, v))
+    return undo

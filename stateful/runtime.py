@@ -1,0 +1,381 @@
+"""The runtime that runs real OS threads one at a time.
+
+Every managed thread is a real ``threading.Thread``, but it only runs while it holds its baton.
+It gives the baton back at each *switch point*: before every line executed in a traced module
+(through ``sys.settrace``, installed in managed threads only) and before every operation on a
+controlled primitive (``stateful.primitives``). The controller, which is the test's own thread,
+then asks the scheduling strategy which runnable thread goes next and hands that thread its baton.
+
+What this promises:
+
+* at most one managed thread runs at any time, and the controller runs only while all of them
+  are parked, so the controller may read any state they share without locks;
+* the same strategy choices give the same execution, as long as the code under test has no
+  nondeterminism of its own (the ``stateful.replay`` ledger detects when it does);
+* no hang: a thread that does not reach its next switch point within the watchdog time (it
+  blocked on something the scheduler does not control) fails the run with its stack, every
+  thread blocked on a controlled primitive is reported as a deadlock with each thread's
+  position, and a run that keeps going past its step budget is reported as a livelock.
+
+Time is virtual (``VirtualClock``): it stands still while any thread can run and jumps to the
+earliest timeout only when none can, so timeouts and ``call_later`` timers are deterministic.
+The data flows one way: strategy choices in, the schedule executed, the ``Trace`` out.
+"""
+
+from __future__ import annotations
+
+import _thread
+import os
+import sys
+import threading
+import traceback
+from collections import deque
+from collections.abc import Callable, Collection, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from types import FrameType
+from typing import Any
+
+from stateful.errors import Deadlock, Livelock, SchedulerAbort, WatchdogTimeout
+from stateful.strategy import SchedulingStrategy
+from stateful.trace import Position, Trace
+
+# The runtime's own batons are real locks, captured here: they must never be controlled.
+_new_real_lock = _thread.allocate_lock
+
+DEFAULT_WATCHDOG_SECONDS = 10.0
+DEFAULT_MAX_STEPS = 20_000
+DEFAULT_SETTLE_SECONDS = 5.0
+
+
+def _always() -> bool:
+    return True
+
+
+@dataclass
+class VirtualClock:
+    """Seconds since the run began, advanced only by the runtime."""
+
+    now: float = 0.0
+
+
+@dataclass(eq=False)
+class ManagedThread:
+    """One real thread under the scheduler's control."""
+
+    index: int
+    name: str
+    body: Callable[[], None]
+    baton: Any = field(default_factory=_new_real_lock)
+    can_run: Callable[[], bool] = _always
+    wake_at: float | None = None
+    blocked_on: str | None = None
+    position: Position | None = None
+    finished: bool = False
+    thread: threading.Thread | None = None
+
+    def runnable(self, now: float) -> bool:
+        if self.finished:
+            return False
+        return self.can_run() or (self.wake_at is not None and now >= self.wake_at)
+
+
+@dataclass
+class Crash:
+    """An exception that escaped a thread's operation or a loop callback."""
+
+    thread: str
+    where: str
+    text: str
+
+
+class _Operation:
+    __slots__ = ("fn", "label")
+
+    def __init__(self, fn: Callable[[], None], label: str) -> None:
+        self.fn = fn
+        self.label = label
+
+
+class Worker:
+    """A managed thread that runs submitted operations in order, like a producer thread."""
+
+    def __init__(self, runtime: Runtime, name: str) -> None:
+        self._runtime = runtime
+        self._ops: deque[_Operation] = deque()
+        self._stopping = False
+        self.managed = runtime._spawn(name, self._run)
+
+    @property
+    def name(self) -> str:
+        return self.managed.name
+
+    @property
+    def busy(self) -> bool:
+        return bool(self._ops) or self.managed.can_run is not self._has_work
+
+    def submit(self, fn: Callable[[], None], label: str) -> None:
+        """Queue ``fn`` to run on this thread at its next turn; called by the controller."""
+        self._ops.append(_Operation(fn, label))
+
+    def stop(self) -> None:
+        self._stopping = True
+
+    def _has_work(self) -> bool:
+        return bool(self._ops) or self._stopping
+
+    def _run(self) -> None:
+        runtime = self._runtime
+        while True:
+            runtime._park(self.managed, self._has_work, Position.idle(), None, None)
+            if not self._ops:
+                return
+            op = self._ops.popleft()
+            runtime.trace.mark(self.managed.index, f"begin {op.label}")
+            try:
+                op.fn()
+            except SchedulerAbort:
+                raise
+            except BaseException:
+                runtime.record_crash(self.name, op.label, traceback.format_exc())
+            runtime.trace.mark(self.managed.index, f"end {op.label}")
+
+
+_registry: dict[int, tuple[Runtime, ManagedThread]] = {}
+
+
+def current() -> tuple[Runtime, ManagedThread] | None:
+    """The runtime and managed thread of the calling thread, or None for any other thread."""
+    return _registry.get(_thread.get_ident())
+
+
+class Runtime:
+    """Runs managed threads one at a time under a scheduling strategy."""
+
+    def __init__(
+        self,
+        traced_files: Collection[str],
+        *,
+        watchdog_seconds: float = DEFAULT_WATCHDOG_SECONDS,
+        max_steps: int = DEFAULT_MAX_STEPS,
+        settle_seconds: float = DEFAULT_SETTLE_SECONDS,
+    ) -> None:
+        self.traced_files = frozenset(os.path.normcase(f) for f in traced_files)
+        self.watchdog_seconds = watchdog_seconds
+        self.max_steps = max_steps
+        self.settle_seconds = settle_seconds
+        self.clock = VirtualClock()
+        self.trace = Trace()
+        self.crashes: list[Crash] = []
+        self.threads: list[ManagedThread] = []
+        self._controller_baton = _new_real_lock()
+        self._controller_baton.acquire()
+        self._current: ManagedThread | None = None
+        self._aborted = False
+        self._ticks = 0
+
+    # -- controller side -------------------------------------------------------------------
+
+    def worker(self, name: str) -> Worker:
+        """Start a managed thread that runs submitted operations (a producer thread)."""
+        return Worker(self, name)
+
+    def run(self, strategy: SchedulingStrategy) -> None:
+        """Run every thread's pending work, as the strategy chooses, until nothing can run.
+
+        Raises ``Deadlock``, ``WatchdogTimeout`` or ``Livelock``; after any of them the runtime is
+        aborted and must be shut down.
+        """
+        self._check_usable()
+        settle_until = self.clock.now + self.settle_seconds
+        steps = 0
+        while True:
+            runnable = [t.index for t in self.threads if t.runnable(self.clock.now)]
+            if not runnable:
+                if self._advance_time(settle_until):
+                    continue
+                self._check_deadlock()
+                return
+            steps += 1
+            if steps > self.max_steps:
+                self._fail(Livelock(f"no quiescence after {self.max_steps} steps\n{self.where()}"))
+            current = self._current
+            at_sync = current is not None and current.position is not None and current.position.sync
+            index = current.index if current is not None else None
+            self._resume(self.threads[strategy.choose(runnable, index, at_sync)])
+
+    def tick(self) -> int:
+        """A logical timestamp: strictly increasing across all threads, since one runs at a time."""
+        self._ticks += 1
+        return self._ticks
+
+    def record_crash(self, thread: str, where: str, text: str) -> None:
+        self.crashes.append(Crash(thread, where, text))
+
+    def where(self) -> str:
+        """Each live thread's position, one line each."""
+        return "\n".join(
+            f"  {t.name}: {t.position.describe() if t.position else 'not started'}"
+            + (f" (waiting for {t.blocked_on})" if t.blocked_on else "")
+            for t in self.threads
+            if not t.finished
+        )
+
+    def shutdown(self) -> None:
+        """Unwind every managed thread and wait for them; safe to call more than once."""
+        if not self._aborted:
+            self._aborted = True
+            for thread in self.threads:
+                if not thread.finished:
+                    thread.baton.release()
+        for thread in self.threads:
+            if thread.thread is not None:
+                thread.thread.join(timeout=self.watchdog_seconds)
+
+    @property
+    def aborted(self) -> bool:
+        return self._aborted
+
+    def _spawn(self, name: str, body: Callable[[], None]) -> ManagedThread:
+        self._check_usable()
+        managed = ManagedThread(index=len(self.threads), name=name, body=body)
+        managed.baton.acquire()
+        self.threads.append(managed)
+        managed.thread = threading.Thread(
+            target=self._bootstrap, args=(managed,), name=f"stateful-{name}", daemon=True
+        )
+        managed.thread.start()
+        self._wait_for(managed)
+        return managed
+
+    def _resume(self, thread: ManagedThread) -> None:
+        self._current = thread
+        if thread.position is not None:
+            self.trace.step(thread.index, thread.position)
+        thread.baton.release()
+        self._wait_for(thread)
+
+    def _wait_for(self, thread: ManagedThread) -> None:
+        if self._controller_baton.acquire(timeout=self.watchdog_seconds):
+            return
+        frame = sys._current_frames().get(thread.thread.ident if thread.thread else -1)
+        stack = "".join(traceback.format_stack(frame)) if frame is not None else "(no frame)"
+        last = thread.position.describe() if thread.position else "its start"
+        self._fail(
+            WatchdogTimeout(
+                f"thread {thread.name} did not reach its next switch point within "
+                f"{self.watchdog_seconds:g}s; its last switch point was {last}. It is blocked "
+                f"outside the scheduler's control (a real lock, I/O, a sleep in an untraced "
+                f"module). Its stack now:\n{stack}"
+            )
+        )
+
+    def _advance_time(self, settle_until: float) -> bool:
+        deadlines = [
+            t.wake_at
+            for t in self.threads
+            if not t.finished and t.wake_at is not None and t.wake_at <= settle_until
+        ]
+        if not deadlines:
+            return False
+        self.clock.now = max(self.clock.now, min(deadlines))
+        return True
+
+    def _check_deadlock(self) -> None:
+        blocked = [t for t in self.threads if not t.finished and t.blocked_on is not None]
+        if blocked:
+            self._fail(Deadlock(f"every thread with work left is blocked:\n{self.where()}"))
+
+    def _fail(self, error: Exception) -> None:
+        self.shutdown()
+        raise error
+
+    def _check_usable(self) -> None:
+        if self._aborted:
+            raise RuntimeError("this runtime was shut down; start a new one")
+
+    # -- managed-thread side ---------------------------------------------------------------
+
+    def _bootstrap(self, managed: ManagedThread) -> None:
+        _registry[_thread.get_ident()] = (self, managed)
+        try:
+            self._park(managed, _always, Position.idle(), None, None)
+            sys.settrace(self._global_tracer)
+            managed.body()
+        except SchedulerAbort:
+            pass
+        finally:
+            sys.settrace(None)
+            del _registry[_thread.get_ident()]
+            managed.finished = True
+            if not self._aborted:
+                self._controller_baton.release()
+
+    def _park(
+        self,
+        managed: ManagedThread,
+        can_run: Callable[[], bool],
+        position: Position,
+        blocked_on: str | None,
+        wake_at: float | None,
+    ) -> None:
+        if self._aborted:
+            raise SchedulerAbort
+        managed.can_run = can_run
+        managed.position = position
+        managed.blocked_on = blocked_on
+        managed.wake_at = wake_at
+        self._controller_baton.release()
+        managed.baton.acquire()
+        managed.blocked_on = None
+        managed.wake_at = None
+        if self._aborted:
+            raise SchedulerAbort
+
+    def switch_point(self, note: str) -> None:
+        """A point where the calling managed thread may be preempted."""
+        managed = self._managed_self()
+        self._park(managed, _always, Position.of_caller(self.traced_files, note), None, None)
+
+    def wait_until(
+        self,
+        condition: Callable[[], bool],
+        note: str,
+        *,
+        blocked_on: str | None,
+        timeout: float | None = None,
+    ) -> bool:
+        """Park the calling managed thread until ``condition()`` holds (or the virtual timeout
+        passes) and the strategy picks it; return ``condition()``. ``blocked_on`` names what it
+        waits for (for deadlock reports); None means waiting there is idleness, not a block."""
+        managed = self._managed_self()
+        wake_at = None if timeout is None else self.clock.now + max(timeout, 0.0)
+        position = Position.of_caller(self.traced_files, note)
+        self._park(managed, condition, position, blocked_on, wake_at)
+        return condition()
+
+    def _managed_self(self) -> ManagedThread:
+        entry = current()
+        if entry is None or entry[0] is not self:
+            raise RuntimeError("switch points are only for threads this runtime manages")
+        return entry[1]
+
+    def _global_tracer(self, frame: FrameType, event: str, arg: Any) -> Any:
+        if event == "call" and os.path.normcase(frame.f_code.co_filename) in self.traced_files:
+            return self._line_tracer
+        return None
+
+    def _line_tracer(self, frame: FrameType, event: str, arg: Any) -> Any:
+        if event == "line":
+            managed = self._managed_self()
+            self._park(managed, _always, Position.of_frame(frame), None, None)
+        return self._line_tracer
+
+
+@contextmanager
+def running(runtime: Runtime) -> Iterator[Runtime]:
+    """Shut the runtime down on the way out, however the block ends."""
+    try:
+        yield runtime
+    finally:
+        runtime.shutdown()
