@@ -52,5 +52,5 @@ class Nondeterminism(ScheduleFailure):
     invariant = "nondeterminism"
 
 
-class SchedulerAbort(BaseException):  # noqa: N818 - a control-flow signal, not an error
+class SchedulerAbort(BaseException):
     """Unwinds a managed thread whose example is over."""

@@ -36,8 +36,10 @@ Op = Callable[[], None]
 
 
 class Harness(Protocol):
-    loop: asyncio.AbstractEventLoop
     crashes: list[Crash]
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop: ...
 
     def tick(self) -> int: ...
     def on_producer(self, index: int, op: Op, label: str) -> None: ...
@@ -104,7 +106,7 @@ class ControlledHarness:
             self._exit.close()
             for task in asyncio.all_tasks(self.loop):
                 task._log_destroy_pending = False  # type: ignore[attr-defined]
-                task.get_coro().close()  # type: ignore[union-attr]
+                task.get_coro().close()
             self.loop.close()
 
 

@@ -7,6 +7,7 @@ plain comparison. The invariants (``stateful.invariants``) are pure functions of
 
 from __future__ import annotations
 
+import sys
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,11 +44,15 @@ def describe_item(item: Any) -> str:
     return repr(item)
 
 
+NOT_STARTED = sys.maxsize
+"""The ``began`` of an emit still queued: it begins after everything that has happened."""
+
+
 @dataclass
 class Emit:
     key: EventKey
     run: str
-    began: int
+    began: int = NOT_STARTED
     returned: int | None = None
 
     def __str__(self) -> str:
@@ -95,7 +100,7 @@ class Subscriber:
     def overflowed(self) -> bool:
         return item_type(self.terminal) == "overflow"
 
-    def keys(self) -> list[EventKey]:
+    def event_keys(self) -> list[EventKey]:
         return [key for key in map(event_key, self.items) if key is not None]
 
     def describe(self) -> str:
@@ -122,14 +127,12 @@ class History:
         self.subscribers: list[Subscriber] = []
         self._next_seq: dict[int, int] = defaultdict(int)
 
-    def new_emit(self, producer: int, run: str, began: int) -> Emit:
+    def new_emit(self, producer: int, run: str) -> Emit:
+        """Record an emit when it is queued; its ``began`` is set when it starts running."""
         self._next_seq[producer] += 1
-        record = Emit((producer, self._next_seq[producer]), run, began)
+        record = Emit((producer, self._next_seq[producer]), run)
         self.emits[record.key] = record
         return record
-
-    def next_key(self, producer: int) -> EventKey:
-        return (producer, self._next_seq[producer] + 1)
 
     def new_subscriber(self, run: str, last_event_id: int | None = None) -> Subscriber:
         sub = Subscriber(f"s{len(self.subscribers) + 1}", run, last_event_id)
@@ -145,7 +148,8 @@ class History:
         return min(returns) if returns else None
 
     def emits_of(self, run: str) -> list[Emit]:
-        return [e for e in self.emits.values() if e.run == run]
+        """The emits of ``run`` that have begun."""
+        return [e for e in self.emits.values() if e.run == run and e.began != NOT_STARTED]
 
     def subscribers_of(self, run: str) -> list[Subscriber]:
         return [s for s in self.subscribers if s.run == run]

@@ -28,7 +28,7 @@ DEFAULT_IMPL = "broker:RunBroker"
 SEED_API = ("bind_loop", "subscribe", "unsubscribe", "emit", "close", "n_subscribers", "is_done")
 # Small limits make gaps and overflows reachable within a few steps.
 SMALL_REPLAY_SIZE = 4
-SMALL_MAX_BACKLOG = 3
+SMALL_MAX_BACKLOG = 4
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,7 @@ def load(spec: str, extra_modules: tuple[str, ...] = ()) -> BrokerImpl:
         raise ValueError(f"broker implementation {spec!r} is not of the form 'module:Class'")
     module = importlib.import_module(module_name)
     try:
-        cls = getattr(module, class_name)
+        cls: Any = getattr(module, class_name)
     except AttributeError:
         raise ValueError(f"module {module_name!r} has no attribute {class_name!r}") from None
     if not isinstance(cls, type):
@@ -70,7 +70,8 @@ def load(spec: str, extra_modules: tuple[str, ...] = ()) -> BrokerImpl:
     defining = sys.modules[cls.__module__]
     modules = (defining, *(importlib.import_module(name) for name in extra_modules))
     init_params = inspect.signature(cls).parameters
-    subscribe_params = inspect.signature(cls.subscribe).parameters
+    subscribe: Any = getattr(cls, "subscribe", None)
+    subscribe_params = inspect.signature(subscribe).parameters
     kwargs: dict[str, int] = {}
     if "replay_size" in init_params:
         kwargs["replay_size"] = SMALL_REPLAY_SIZE

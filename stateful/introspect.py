@@ -51,9 +51,9 @@ def _attributes(obj: Any) -> dict[str, Any]:
     return found
 
 
-def _dicts(obj: Any, own_modules: frozenset[str], depth: int, path: Path = ()) -> Iterator[
-    tuple[Path, dict[Any, Any]]
-]:
+def _dicts(
+    obj: Any, own_modules: frozenset[str], depth: int, path: Path = ()
+) -> Iterator[tuple[Path, dict[Any, Any]]]:
     for name, value in _attributes(obj).items():
         if isinstance(value, dict):
             yield (*path, name), value

@@ -38,7 +38,9 @@ the threads have settled, so they live in ``check_settled``; ``check_safety`` ho
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterable
+
 from stateful.errors import InvariantViolation
 from stateful.history import (
     Emit,
@@ -59,8 +61,8 @@ def violation(invariant: str, message: str) -> InvariantViolation:
 def check_crashes(crashes: Iterable[Crash]) -> None:
     for crash in crashes:
         raise violation(
-            "no-exception", f"an exception escaped {crash.where} on thread {crash.thread}:\n"
-            f"{crash.text}"
+            "no-exception",
+            f"an exception escaped {crash.where} on thread {crash.thread}:\n{crash.text}",
         )
 
 
@@ -132,17 +134,21 @@ def _check_events(history: History, sub: Subscriber) -> None:
         key = event_key(item)
         if key is None:
             if item_type(item) not in ("done", "overflow", "gap"):
-                raise violation("order", f"{sub.name} got an item that is not an event or marker: "
-                                f"{item!r}")
+                raise violation(
+                    "order", f"{sub.name} got an item that is not an event or marker: {item!r}"
+                )
             continue
         emit = history.emits.get(key)
         if emit is None or emit.run != sub.run:
             where = "never emitted" if emit is None else f"emitted to {emit.run}"
-            raise violation("order", f"{sub.name} on {sub.run} got {describe_item(item)}, "
-                            f"{where}. {_received(sub)}")
+            raise violation(
+                "order",
+                f"{sub.name} on {sub.run} got {describe_item(item)}, {where}. {_received(sub)}",
+            )
         if key in seen:
-            raise violation("no-duplicates", f"{sub.name} got {describe_item(item)} twice. "
-                            f"{_received(sub)}")
+            raise violation(
+                "no-duplicates", f"{sub.name} got {describe_item(item)} twice. {_received(sub)}"
+            )
         seen.add(key)
         producer, seq = key
         if seq < last_seq.get(producer, 0):
@@ -155,8 +161,9 @@ def _check_events(history: History, sub: Subscriber) -> None:
         event_id = item.get("id")
         if isinstance(event_id, int):
             if last_id is not None and event_id <= last_id:
-                raise violation("order", f"{sub.name} got id {event_id} after id {last_id}. "
-                                f"{_received(sub)}")
+                raise violation(
+                    "order", f"{sub.name} got id {event_id} after id {last_id}. {_received(sub)}"
+                )
             last_id = event_id
         if closed_at is not None and emit.began > closed_at:
             raise violation(
@@ -194,13 +201,16 @@ def _check_replay_prefix(sub: Subscriber) -> None:
         return
     for item in sub.items:
         event_id = item.get("id") if isinstance(item, dict) else None
-        if event_key(item) is not None and isinstance(event_id, int):
-            if event_id <= sub.last_event_id:
-                raise violation(
-                    "replay-seam",
-                    f"{sub.name} asked for the events after id {sub.last_event_id} and got "
-                    f"{describe_item(item)}. {_received(sub)}",
-                )
+        if (
+            event_key(item) is not None
+            and isinstance(event_id, int)
+            and (event_id <= sub.last_event_id)
+        ):
+            raise violation(
+                "replay-seam",
+                f"{sub.name} asked for the events after id {sub.last_event_id} and got "
+                f"{describe_item(item)}. {_received(sub)}",
+            )
 
 
 def _check_ids_unique(history: History, ids: dict[EventKey, int]) -> None:
@@ -227,12 +237,12 @@ def _check_ids_unique(history: History, ids: dict[EventKey, int]) -> None:
 
 
 def _check_common_order(subscribers: list[Subscriber]) -> None:
-    orders = [(sub, sub.keys()) for sub in subscribers]
+    orders = [(sub, sub.event_keys()) for sub in subscribers]
     for index, (first, first_keys) in enumerate(orders):
         rank = {key: position for position, key in enumerate(first_keys)}
         for second, second_keys in orders[index + 1 :]:
             common = [key for key in second_keys if key in rank]
-            for before, after in zip(common, common[1:], strict=False):
+            for before, after in itertools.pairwise(common):
                 if rank[before] > rank[after]:
                     raise violation(
                         "order",
@@ -277,8 +287,8 @@ def _happens_before(first: Emit, second: Emit, ids: dict[EventKey, int]) -> bool
 
 
 def _check_no_loss(history: History, sub: Subscriber, ids: dict[EventKey, int]) -> None:
-    got = set(sub.keys())
-    received = [history.emits[key] for key in sub.keys()]
+    got = set(sub.event_keys())
+    received = [history.emits[key] for key in sub.event_keys()]
     for emit in _required(history, sub):
         if emit.key in got:
             continue
@@ -298,9 +308,7 @@ def _check_no_loss(history: History, sub: Subscriber, ids: dict[EventKey, int]) 
         )
 
 
-def _check_replay_complete(
-    history: History, sub: Subscriber, ids: dict[EventKey, int]
-) -> None:
+def _check_replay_complete(history: History, sub: Subscriber, ids: dict[EventKey, int]) -> None:
     """No hole at the seam: every event after the resume point reached ``sub``."""
     assert sub.last_event_id is not None
     items = sub.items
@@ -316,7 +324,7 @@ def _check_replay_complete(
     by_id = {event_id: key for key, event_id in ids.items() if history.emits[key].run == sub.run}
     anchor = history.emits.get(by_id[resume_after]) if resume_after in by_id else None
     close = history.first_close(sub.run)
-    got = set(sub.keys())
+    got = set(sub.event_keys())
     for emit in history.emits_of(sub.run):
         if emit.key in got or emit.returned is None:
             continue
@@ -325,8 +333,7 @@ def _check_replay_complete(
         after = (
             resume_after == 0
             or (emit.key in ids and ids[emit.key] > resume_after)
-            or (anchor is not None and anchor.returned is not None
-                and emit.began > anchor.returned)
+            or (anchor is not None and anchor.returned is not None and emit.began > anchor.returned)
         )
         if after and not sub.overflowed:
             known = f" (id {ids[emit.key]})" if emit.key in ids else ""

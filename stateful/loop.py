@@ -20,11 +20,12 @@ import selectors
 from collections.abc import Callable, Coroutine, Mapping
 from concurrent.futures import Future
 from contextvars import Context
-from typing import Any, TypeVar
+from typing import Any, TypeVar, TypeVarTuple
 
 from stateful.runtime import ManagedThread, Runtime, current
 
 T = TypeVar("T")
+Ts = TypeVarTuple("Ts")
 
 
 class _SchedulingSelector(selectors.BaseSelector):
@@ -37,7 +38,9 @@ class _SchedulingSelector(selectors.BaseSelector):
 
     def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
         if timeout is not None and timeout <= 0:
-            self._runtime.switch_point("loop step: run ready callbacks")
+            # A plain switch point, not a synchronisation point: preemptions counted in
+            # synchronisation points should land in the broker's code, not between callbacks.
+            self._runtime.switch_point("loop step: run ready callbacks", sync=False)
         elif not self.wakeup_pending:
             self._runtime.wait_until(
                 lambda: self.wakeup_pending, "loop idle", blocked_on=None, timeout=timeout
@@ -45,9 +48,7 @@ class _SchedulingSelector(selectors.BaseSelector):
         self.wakeup_pending = False
         return self._real.select(0)
 
-    def register(
-        self, fileobj: Any, events: int, data: Any = None
-    ) -> selectors.SelectorKey:
+    def register(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
         return self._real.register(fileobj, events, data)
 
     def unregister(self, fileobj: Any) -> selectors.SelectorKey:
@@ -77,7 +78,10 @@ class ControlledLoop(asyncio.SelectorEventLoop):
         return self._runtime.clock.now
 
     def call_soon_threadsafe(
-        self, callback: Callable[..., object], *args: Any, context: Context | None = None
+        self,
+        callback: Callable[[*Ts], object],
+        *args: *Ts,
+        context: Context | None = None,
     ) -> asyncio.Handle:
         entry = current()
         if entry is not None and entry[0] is self._runtime:
@@ -102,9 +106,7 @@ class ControlledLoop(asyncio.SelectorEventLoop):
         finally:
             asyncio.set_event_loop(None)
 
-    def _record_exception(
-        self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]
-    ) -> None:
+    def _record_exception(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
         exception = context.get("exception")
         detail = context.get("message", "")
         if exception is not None:

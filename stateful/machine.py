@@ -38,7 +38,7 @@ from hypothesis.stateful import (
 
 from stateful import config
 from stateful.harness import ControlledHarness, FreeHarness, Harness
-from stateful.history import Close, History, Subscriber, describe_item, item_type
+from stateful.history import Close, Emit, History, Subscriber, describe_item, item_type
 from stateful.impl import BrokerImpl
 from stateful.introspect import SubscriberMaps
 from stateful.invariants import check_crashes, check_safety, check_settled, describe_all
@@ -164,10 +164,10 @@ class RunBrokerMachine(RuleBasedStateMachine):
     def emit(self, producer: int, slot: int, count: int) -> None:
         run = self._runs[slot]
         for _ in range(count):
-            self._log(f"emit({producer}, {run})")
-            key = self.history.next_key(producer)
+            record = self.history.new_emit(producer, run)
+            self._log(f"emit({record}, {run})")
             self.harness.on_producer(
-                producer, functools.partial(self._emit, producer, run), f"emit P{key[0]}#{key[1]}"
+                producer, functools.partial(self._emit, record), f"emit {record} to {run}"
             )
         self._queued()
 
@@ -246,9 +246,10 @@ class RunBrokerMachine(RuleBasedStateMachine):
 
     # -- what runs on the harness's threads -----------------------------------------------------
 
-    def _emit(self, producer: int, run: str) -> None:
-        record = self.history.new_emit(producer, run, self.harness.tick())
-        self.broker.emit(run, {"type": "event", "p": producer, "n": record.key[1]})
+    def _emit(self, record: Emit) -> None:
+        record.began = self.harness.tick()
+        producer, seq = record.key
+        self.broker.emit(record.run, {"type": "event", "p": producer, "n": seq})
         record.returned = self.harness.tick()
 
     def _close(self, producer: int, run: str) -> None:
@@ -257,8 +258,9 @@ class RunBrokerMachine(RuleBasedStateMachine):
         self.broker.close(run)
         record.returned = self.harness.tick()
 
-    async def _consume(self, sub: Subscriber) -> None:
-        """What an SSE handler does: subscribe, read until a terminal item, unsubscribe."""
+    def _subscribe(self, sub: Subscriber) -> None:
+        """What an SSE handler does: subscribe, then read until a terminal item (``_read``),
+        then unsubscribe, also when cancelled (``_finished``)."""
         sub.began = self.harness.tick()
         self.harness.mark_loop(f"{sub.name}: subscribe {sub.run}")
         if sub.last_event_id is None:
@@ -267,24 +269,27 @@ class RunBrokerMachine(RuleBasedStateMachine):
             queue = self.broker.subscribe(sub.run, last_event_id=sub.last_event_id)
         sub.queue = queue
         sub.subscribed = self.harness.tick()
-        try:
-            while True:
-                item = await queue.get()
-                sub.received.append((self.harness.tick(), item))
-                self.harness.mark_loop(f"{sub.name} got {describe_item(item)}")
-                if item_type(item) in ("done", "overflow"):
-                    break
-                await self._gates[sub].wait()
-        except GeneratorExit:
-            raise  # the example is being torn down: no client is leaving
-        except BaseException:
-            self._leave(sub, queue)
-            raise
-        self._leave(sub, queue)
+        self._gates[sub] = asyncio.Event()
+        self._gates[sub].set()
+        task = self.harness.loop.create_task(self._read(sub, queue))
+        task.add_done_callback(functools.partial(self._finished, sub, queue))
+        self._tasks[sub] = task
 
-    def _leave(self, sub: Subscriber, queue: Any) -> None:
+    async def _read(self, sub: Subscriber, queue: Any) -> None:
+        while True:
+            item = await queue.get()
+            sub.received.append((self.harness.tick(), item))
+            self.harness.mark_loop(f"{sub.name} got {describe_item(item)}")
+            if item_type(item) in ("done", "overflow"):
+                return
+            await self._gates[sub].wait()
+
+    def _finished(self, sub: Subscriber, queue: Any, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            self.harness.crashes.append(_crash(sub, task.exception()))
         self.harness.mark_loop(f"{sub.name}: unsubscribe")
         self.broker.unsubscribe(sub.run, queue)
+        sub.finished = self.harness.tick()
 
     # -- helpers --------------------------------------------------------------------------------
 
@@ -301,26 +306,25 @@ class RunBrokerMachine(RuleBasedStateMachine):
         self._log(f"subscribe({sub.name}, {sub.run}, last_event_id={sub.last_event_id})")
 
         def start() -> None:
-            self._gates[sub] = asyncio.Event()
-            self._gates[sub].set()
-            task = self.harness.loop.create_task(self._consume(sub))
-            task.add_done_callback(functools.partial(self._finished, sub))
-            self._tasks[sub] = task
+            try:
+                self._subscribe(sub)
+            except Exception as error:
+                self.harness.crashes.append(_crash(sub, error))
+                sub.finished = self.harness.tick()
 
         self.harness.on_loop(start)
         self._queued()
         return sub
 
-    def _finished(self, sub: Subscriber, task: asyncio.Task[None]) -> None:
-        sub.finished = self.harness.tick()
-        if not task.cancelled() and task.exception() is not None:
-            error = task.exception()
-            self.harness.crashes.append(_crash(sub, error))
-
     def _cancel(self, sub: Subscriber) -> None:
         self._log(f"unsubscribe({sub.name})")
         sub.cancelled = self.harness.tick()
-        self.harness.on_loop(lambda: self._tasks[sub].cancel())
+
+        def cancel() -> None:
+            if sub in self._tasks:
+                self._tasks[sub].cancel()
+
+        self.harness.on_loop(cancel)
         self._queued()
 
     def _resume(self, sub: Subscriber) -> None:

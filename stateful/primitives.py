@@ -24,6 +24,7 @@ raises ``RuntimeError`` rather than block, since nothing could ever release it.
 from __future__ import annotations
 
 import _thread
+import functools
 import os
 import sys
 import threading
@@ -326,8 +327,9 @@ def sleep(seconds: float) -> None:
         return
     rt = entry[0]
     wake_at = rt.clock.now + max(seconds, 0.0)
-    rt.wait_until(lambda: rt.clock.now >= wake_at, f"sleep {seconds:g}s", blocked_on=None,
-                  timeout=seconds)
+    rt.wait_until(
+        lambda: rt.clock.now >= wake_at, f"sleep {seconds:g}s", blocked_on=None, timeout=seconds
+    )
 
 
 _FACTORIES: dict[object, object] = {
@@ -348,7 +350,7 @@ def _proxy(real: types.ModuleType, overrides: dict[str, object]) -> types.Module
     def passthrough(name: str) -> object:
         return getattr(real, name)
 
-    proxy.__getattr__ = passthrough  # type: ignore[attr-defined]
+    setattr(proxy, "__getattr__", passthrough)  # noqa: B010 - module-level __getattr__ (PEP 562)
     proxy.__dict__.update(overrides)
     return proxy
 
@@ -366,7 +368,11 @@ _THREADING_PROXY = _proxy(
 )
 _THREAD_PROXY = _proxy(_thread, {"allocate_lock": Lock, "allocate": Lock})
 _TIME_PROXY = _proxy(time, {"sleep": sleep})
-_MODULE_PROXIES = {id(threading): _THREADING_PROXY, id(_thread): _THREAD_PROXY, id(time): _TIME_PROXY}
+_MODULE_PROXIES = {
+    id(threading): _THREADING_PROXY,
+    id(_thread): _THREAD_PROXY,
+    id(time): _TIME_PROXY,
+}
 
 
 def _controlled_instance(value: object) -> object | None:
@@ -379,7 +385,7 @@ def _controlled_instance(value: object) -> object | None:
     if isinstance(value, threading.Event):
         return Event()
     if isinstance(value, threading.BoundedSemaphore):
-        return BoundedSemaphore(value._initial_value)
+        return BoundedSemaphore(getattr(value, "_initial_value", 1))
     if isinstance(value, threading.Semaphore):
         return Semaphore(value._value)
     return None
@@ -408,7 +414,7 @@ def controlled(modules: Iterable[types.ModuleType]) -> Iterator[None]:
                 replacement = _replacement(value)
                 if replacement is not None:
                     namespace[name] = replacement
-                    undo.append(lambda ns=namespace, n=name, v=value: ns.__setitem__(n, v))
+                    undo.append(functools.partial(namespace.__setitem__, name, value))
                 elif isinstance(value, type) and value.__module__ == module.__name__:
                     undo.extend(_patch_class(value))
         yield
@@ -423,5 +429,5 @@ def _patch_class(cls: type) -> list[Callable[[], None]]:
         replacement = _controlled_instance(value)
         if replacement is not None:
             setattr(cls, name, replacement)
-            undo.append(lambda n=name, v=value: setattr(cls, n, v))
+            undo.append(functools.partial(setattr, cls, name, value))
     return undo

@@ -258,7 +258,8 @@ class Runtime:
     def _wait_for(self, thread: ManagedThread) -> None:
         if self._controller_baton.acquire(timeout=self.watchdog_seconds):
             return
-        frame = sys._current_frames().get(thread.thread.ident if thread.thread else -1)
+        ident = thread.thread.ident if thread.thread is not None else None
+        frame = sys._current_frames().get(ident) if ident is not None else None
         stack = "".join(traceback.format_stack(frame)) if frame is not None else "(no frame)"
         last = thread.position.describe() if thread.position else "its start"
         self._fail(
@@ -332,10 +333,12 @@ class Runtime:
         if self._aborted:
             raise SchedulerAbort
 
-    def switch_point(self, note: str) -> None:
-        """A point where the calling managed thread may be preempted."""
+    def switch_point(self, note: str, *, sync: bool = True) -> None:
+        """A point where the calling managed thread may be preempted; ``sync`` marks it as a
+        synchronisation point (see ``stateful.strategy``)."""
         managed = self._managed_self()
-        self._park(managed, _always, Position.of_caller(self.traced_files, note), None, None)
+        position = Position.of_caller(self.traced_files, note, sync=sync)
+        self._park(managed, _always, position, None, None)
 
     def wait_until(
         self,

@@ -72,7 +72,7 @@ class PreemptionCursor:
             return runnable[self.schedule.first % len(runnable)]
         if self._countdown is not None and (at_sync or not self._pending()[2]):
             self._countdown -= 1
-        if current in runnable:
+        if current is not None and current in runnable:
             if self._countdown is not None and self._countdown < 0 and len(runnable) > 1:
                 _, to, _ = self._pending()
                 others = [index for index in runnable if index != current]
@@ -103,7 +103,7 @@ class RunToCompletion:
     """No preemption: each thread runs until it blocks or finishes. Used to settle and drain."""
 
     def choose(self, runnable: Sequence[int], current: int | None, at_sync: bool) -> int:
-        return current if current in runnable else runnable[0]
+        return current if current is not None and current in runnable else runnable[0]
 
 
 def preemption_schedules(
@@ -111,9 +111,11 @@ def preemption_schedules(
 ) -> st.SearchStrategy[PreemptionSchedule]:
     """Hypothesis strategy for ``PreemptionSchedule``: a few preemptions, each counted in
     synchronisation points or in lines, with gaps that span an operation or two."""
+    sync_gap = st.one_of(st.integers(0, MAX_SYNC_GAP), st.integers(0, 4 * MAX_SYNC_GAP))
+    line_gap = st.one_of(st.integers(0, MAX_LINE_GAP), st.integers(0, 5 * MAX_LINE_GAP))
     preemption = st.one_of(
-        st.tuples(st.integers(0, MAX_SYNC_GAP), st.integers(0, 3), st.just(True)),
-        st.tuples(st.integers(0, MAX_LINE_GAP), st.integers(0, 3), st.just(False)),
+        st.tuples(sync_gap, st.integers(0, 3), st.just(True)),
+        st.tuples(line_gap, st.integers(0, 3), st.just(False)),
     )
     return st.builds(
         PreemptionSchedule,

@@ -36,15 +36,15 @@ class Position:
         return Position(code.co_filename, frame.f_lineno, code.co_name, note, sync)
 
     @staticmethod
-    def of_caller(traced_files: Collection[str], note: str) -> Position:
-        """A synchronisation point at the innermost frame in a traced file; just the note when
-        there is none (the loop thread between callbacks)."""
+    def of_caller(traced_files: Collection[str], note: str, sync: bool = True) -> Position:
+        """The innermost frame in a traced file; just the note when there is none (the loop
+        thread between callbacks)."""
         frame: FrameType | None = sys._getframe(1)
         while frame is not None:
             if os.path.normcase(frame.f_code.co_filename) in traced_files:
-                return Position.of_frame(frame, note, sync=True)
+                return Position.of_frame(frame, note, sync)
             frame = frame.f_back
-        return Position("", 0, "", note, sync=True)
+        return Position("", 0, "", note, sync)
 
     def describe(self) -> str:
         if not self.filename:

@@ -1,0 +1,34 @@
+"""Hypothesis profiles for the whole project, and the stateful suite's pytest plugin.
+
+The profile comes from ``--hypothesis-profile``, else ``HYPOTHESIS_PROFILE``, else ``dev``:
+
+``dev``      quick and random, with the local example database, so a failure found once is
+             tried first next time;
+``ci``       derandomized, so the gate gives the same verdict for the same code; no database;
+``nightly``  random, 20 times the examples of ``ci``, database on, for scheduled runs;
+``repro``    the generation settings of ``dev`` without derandomizing, so ``--hypothesis-seed``
+             replays a run exactly; verbose; no database.
+"""
+
+import os
+
+from hypothesis import HealthCheck, Verbosity, settings
+
+pytest_plugins = ["stateful.plugin"]
+
+CI_EXAMPLES = 200
+
+_common = settings(
+    deadline=None,
+    print_blob=True,
+    report_multiple_bugs=False,
+    stateful_step_count=25,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+settings.register_profile("dev", _common, max_examples=60)
+settings.register_profile("ci", _common, max_examples=CI_EXAMPLES, derandomize=True, database=None)
+settings.register_profile("nightly", _common, max_examples=20 * CI_EXAMPLES)
+settings.register_profile(
+    "repro", _common, max_examples=60, database=None, verbosity=Verbosity.verbose
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))

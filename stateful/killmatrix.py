@@ -1,0 +1,160 @@
+"""The kill matrix: how well the suite catches buggy brokers, and that it passes correct ones.
+
+``measure`` runs the state machine against one implementation and reports whether it failed,
+with which invariant, after how many examples and seconds, and how many steps the shrunk
+example has. ``python -m stateful.killmatrix`` prints that as a table for every broker in a
+registry module (default ``tests.mutants``, whose ``zoo()`` lists entries with ``impl``,
+``correct``, ``invariant`` and ``also``), under a
+Hypothesis profile, with the free-running stress mode side by side::
+
+    python -m stateful.killmatrix --profile ci
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from hypothesis import Phase
+from hypothesis import settings as Settings
+from hypothesis.errors import Flaky
+
+from stateful.errors import ScheduleFailure
+from stateful.machine import RunBrokerMachine, machine_for
+from stateful.runner import run_machine
+
+
+@dataclass
+class Outcome:
+    """What one run of the suite against one implementation found."""
+
+    spec: str
+    killed: bool
+    invariant: str | None
+    examples_to_failure: int | None
+    seconds_to_failure: float | None
+    shrunk_steps: int | None
+    examples: int
+    seconds: float
+    message: str = ""
+
+
+class _Probe:
+    """Counts examples and remembers when the first failure happened."""
+
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+        self.examples = 0
+        self.first_failure: tuple[int, float] | None = None
+        self.last_failing_steps: int | None = None
+
+
+def _probed(machine: type[RunBrokerMachine], probe: _Probe) -> type[RunBrokerMachine]:
+    class Probed(machine):  # type: ignore[valid-type, misc]
+        def __init__(self) -> None:
+            probe.examples += 1
+            super().__init__()
+
+        def teardown(self) -> None:
+            try:
+                super().teardown()
+            finally:
+                if self._failed:
+                    if probe.first_failure is None:
+                        elapsed = time.perf_counter() - probe.start
+                        probe.first_failure = (probe.examples, elapsed)
+                    probe.last_failing_steps = len(self._steps)
+
+    Probed.__name__ = machine.__name__
+    return Probed
+
+
+def measure(
+    spec: str, settings: Settings, *, free_running: bool = False, shrink: bool = True
+) -> Outcome:
+    """Run the suite against ``spec`` under ``settings``; never raises for a failure."""
+    phases = [phase for phase in settings.phases if shrink or phase is not Phase.shrink]
+    settings = Settings(settings, phases=phases, report_multiple_bugs=False, database=None)
+    probe = _Probe()
+    invariant: str | None = None
+    message = ""
+    try:
+        run_machine(_probed(machine_for(spec, free_running=free_running), probe), settings=settings)
+    except ScheduleFailure as failure:
+        invariant, message = failure.invariant, str(failure)
+    except Flaky as failure:
+        invariant, message = "flaky", str(failure)
+    except Exception as failure:  # a broker that cannot even be driven is killed too
+        invariant, message = type(failure).__name__, str(failure)
+    seconds = time.perf_counter() - probe.start
+    found = probe.first_failure
+    return Outcome(
+        spec=spec,
+        killed=invariant is not None,
+        invariant=invariant,
+        examples_to_failure=found[0] if found else None,
+        seconds_to_failure=found[1] if found else None,
+        shrunk_steps=probe.last_failing_steps if invariant is not None else None,
+        examples=probe.examples,
+        seconds=seconds,
+        message=message,
+    )
+
+
+def _cell(outcome: Outcome) -> str:
+    if not outcome.killed:
+        return f"passed ({outcome.examples} ex, {outcome.seconds:.1f}s)"
+    where = (
+        f"ex {outcome.examples_to_failure}, {outcome.seconds_to_failure:.1f}s"
+        if outcome.seconds_to_failure is not None
+        else f"{outcome.seconds:.1f}s"
+    )
+    return f"{outcome.invariant} ({where})"
+
+
+def table(rows: Sequence[tuple[str, Outcome, Outcome | None]]) -> str:
+    """Markdown: one row per implementation, controlled and free-running side by side."""
+    lines = [
+        "| implementation | expected | controlled scheduler | shrunk steps | free-running stress |",
+        "|---|---|---|---|---|",
+    ]
+    for expected, controlled, free in rows:
+        name = controlled.spec.rpartition(".")[2]
+        lines.append(
+            f"| {name} | {expected} | {_cell(controlled)} | {controlled.shrunk_steps or '-'} | "
+            f"{_cell(free) if free else '-'} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--profile", default="ci", help="Hypothesis profile (default: ci)")
+    parser.add_argument("--registry", default="tests.mutants", help="module with CORRECT, MUTANTS")
+    parser.add_argument("--no-stress", action="store_true", help="skip the free-running column")
+    parser.add_argument("specs", nargs="*", help="module:Class to measure (default: the registry)")
+    args = parser.parse_args(argv)
+    importlib.import_module("conftest")  # registers the project's Hypothesis profiles
+    settings = Settings.get_profile(args.profile)
+    registry = importlib.import_module(args.registry)
+    expected = {
+        entry.impl: "pass" if entry.correct else " / ".join((entry.invariant, *entry.also))
+        for entry in registry.zoo()
+    }
+    rows = []
+    for spec in args.specs or list(expected):
+        controlled = measure(spec, settings)
+        free = None if args.no_stress else measure(spec, settings, free_running=True, shrink=False)
+        rows.append((expected.get(spec, "?"), controlled, free))
+        print(f"measured {spec}", file=sys.stderr)
+    print(f"Kill matrix, Hypothesis profile {args.profile!r} ({settings.max_examples} examples):")
+    print(table(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

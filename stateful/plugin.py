@@ -1,0 +1,125 @@
+"""The pytest plugin: which broker to test, a seed chosen up front, and one line to reproduce.
+
+Options:
+
+``--broker-impl=module:Class``
+    the implementation the stateful suite tests (default: ``BROKER_IMPL``, else
+    ``broker:RunBroker``).
+``--trace-module=NAME``
+    another module whose lines are switch points and whose primitives are controlled
+    (repeatable); the module defining the class always is.
+``--watchdog=SECONDS``
+    how long a managed thread may run before reaching its next switch point.
+
+When the Hypothesis profile is not derandomized, a seed is chosen up front (or taken from
+``--hypothesis-seed``), shown in the header, and given to every stateful test through the
+``stateful_seed`` fixture. After the run, each failed test marked ``stateful`` gets a line
+``REPRO: pytest '<node id>' ...`` in the terminal summary that reruns exactly that example.
+"""
+
+from __future__ import annotations
+
+import random
+import shlex
+from collections.abc import Generator
+
+import pytest
+from hypothesis import settings as hypothesis_settings
+
+from stateful import config as suite_config
+from stateful.impl import configured_spec
+
+_failed: list[str] = []
+_state: dict[str, object] = {}
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("stateful", "the runbroker stateful suite")
+    group.addoption(
+        "--broker-impl",
+        default=None,
+        metavar="module:Class",
+        help="broker class the stateful suite tests (default: $BROKER_IMPL or broker:RunBroker)",
+    )
+    group.addoption(
+        "--trace-module",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="another module to trace and control, beside the one defining the class",
+    )
+    group.addoption(
+        "--watchdog",
+        type=float,
+        default=suite_config.settings.watchdog_seconds,
+        metavar="SECONDS",
+        help="fail a thread that runs this long without reaching a switch point",
+    )
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    suite_config.settings.broker_impl = config.getoption("broker_impl")
+    suite_config.settings.trace_modules = tuple(config.getoption("trace_module"))
+    suite_config.settings.watchdog_seconds = config.getoption("watchdog")
+    try:
+        suite_config.load_impl()
+    except (ImportError, ValueError) as error:
+        raise pytest.UsageError(f"--broker-impl / BROKER_IMPL: {error}") from error
+    profile = (
+        config.getoption("hypothesis_profile", None)
+        or hypothesis_settings.get_current_profile_name()
+    )
+    _state["profile"] = profile
+    if hypothesis_settings.get_profile(profile).derandomize:
+        _state["seed"] = None
+        return
+    given = config.getoption("hypothesis_seed", None)
+    _state["seed"] = int(given) if given is not None else random.SystemRandom().randrange(2**32)
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    seed = _state.get("seed")
+    chosen = "derandomized" if seed is None else f"--hypothesis-seed={seed}"
+    return (
+        f"stateful: broker {configured_spec(config.getoption('broker_impl'))}, "
+        f"hypothesis profile {_state.get('profile')}, {chosen}"
+    )
+
+
+@pytest.fixture
+def stateful_seed() -> int | None:
+    """The seed every stateful test uses, or None under a derandomized profile."""
+    seed = _state.get("seed")
+    return seed if isinstance(seed, int) else None
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, None]:
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed and report.when == "call" and item.get_closest_marker("stateful"):
+        _failed.append(item.nodeid)
+
+
+def repro_command(nodeid: str, config: pytest.Config) -> str:
+    """The command that reruns ``nodeid`` exactly as it just ran."""
+    seed = _state.get("seed")
+    profile = str(_state.get("profile"))
+    parts = ["pytest", nodeid]
+    if seed is None:
+        parts.append(f"--hypothesis-profile={profile}")
+    else:
+        # Same generation settings as the failing run, but no database and verbose.
+        parts.append(f"--hypothesis-profile={'repro' if profile == 'dev' else profile}")
+        parts.append(f"--hypothesis-seed={seed}")
+    parts.append(f"--broker-impl={configured_spec(config.getoption('broker_impl'))}")
+    parts.extend(f"--trace-module={name}" for name in config.getoption("trace_module"))
+    return shlex.join(parts)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    for nodeid in _failed:
+        terminalreporter.write_line(f"REPRO: {repro_command(nodeid, terminalreporter.config)}")
