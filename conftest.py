@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, Verbosity, settings
 
 pytest_plugins = ["stateful.plugin"]
 
-CI_EXAMPLES = 200
+CI_EXAMPLES = 400
 
 _common = settings(
     deadline=None,

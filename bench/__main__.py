@@ -1,0 +1,21 @@
+"""``python -m bench <benchmark> [options]``; the only benchmark is ``fanout``."""
+
+from __future__ import annotations
+
+import sys
+
+from bench import fanout
+
+BENCHMARKS = {"fanout": fanout.main}
+
+
+def main(argv: list[str]) -> int:
+    """Dispatch to the benchmark named by the first argument."""
+    if not argv or argv[0] not in BENCHMARKS:
+        print(f"usage: python -m bench {{{','.join(BENCHMARKS)}}} [--quick]", file=sys.stderr)
+        return 2
+    return BENCHMARKS[argv[0]](argv[1:])
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

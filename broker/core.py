@@ -1,0 +1,443 @@
+"""``RunBroker``: the state, the one lock, and the batched hand-off from producers to the loop.
+
+What it promises is the contract in the package docstring. How it keeps it:
+
+* One ``threading.Lock`` guards all state. Under it, ``emit`` (any thread) gives the event its
+  id, keeps it in the run's replay buffer and, if the run has subscribers, appends it to the
+  run's pending list; ``close`` marks the run closed. Either schedules a flush with a single
+  ``loop.call_soon_threadsafe`` if none is scheduled yet: the producer's cost does not depend on
+  the number of subscribers, and the loop is woken at most once per batch.
+* The flush runs on the loop thread and, under the lock, hands each run's pending events to each
+  subscriber queue with one ``EventQueue.put_batch`` call, followed by ``done`` if the run closed.
+* Ids are assigned under the lock, so they are 1, 2, 3, ... in the order the lock was taken; the
+  same order is the order of the replay buffer and of every delivery.
+* A subscriber records the highest id it already has (its replay, or the run's newest id when it
+  subscribed); the flush gives it only events with larger ids. That is the seam between a pending
+  batch and a new subscriber: no duplicate, no event from before a live-only subscribe.
+* A closed run stays (for replay and to answer late subscribers with ``done``) until it is evicted
+  by count or by age; a closed run whose ``done`` is still pending is never evicted, so the
+  subscriber map only ever holds subscribers of the current incarnation of a run id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from bisect import bisect_right
+from collections import OrderedDict, deque
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+from operator import itemgetter
+
+from broker.eventqueue import EventQueue
+from broker.events import Event, done_marker, gap_marker, overflow_marker
+from broker.subscription import Subscription
+
+_event_id = itemgetter("id")
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerStats:
+    """Counters since the broker was created, and the current sizes of its state."""
+
+    emitted: int
+    """Events accepted (given an id)."""
+    dropped_after_close: int
+    """Events emitted to a closed run, and dropped."""
+    dropped_loop_closed: int
+    """Items that had subscribers but could not be delivered because the loop was closed."""
+    overflowed: int
+    """Subscribers cut off with the overflow marker."""
+    forgotten_runs: int
+    """Closed runs evicted by the retention limits."""
+    open_runs: int
+    closed_runs: int
+    subscribers: int
+
+
+class _Run:
+    """Per-run state; lives while the run is open and for the retention window after close."""
+
+    __slots__ = ("closed", "closed_at", "dirty", "last_id", "pending", "replay", "run_id")
+
+    def __init__(self, run_id: Hashable, replay_size: int) -> None:
+        self.run_id = run_id
+        self.last_id = 0
+        self.replay: deque[Event] = deque(maxlen=replay_size)
+        self.closed = False
+        self.closed_at = 0.0
+        # Events not yet handed to the loop; `dirty` says the run is in RunBroker._dirty.
+        self.pending: list[Event] = []
+        self.dirty = False
+
+
+def _unhashable(run_id: object) -> TypeError:
+    return TypeError(f"run_id must be hashable, got {type(run_id).__name__} {run_id!r}")
+
+
+class RunBroker:
+    """Fans events from producer threads out to asyncio subscribers, with ids and replay.
+
+    ``replay_size``: events kept per run for ``last_event_id`` replay. ``max_backlog``: undelivered
+    items a subscriber may hold before it is cut off. ``retain_closed_runs`` and
+    ``retain_closed_seconds``: how many closed runs are remembered, and for how long (measured
+    with ``clock``); after that the run id is treated as new.
+    """
+
+    def __init__(
+        self,
+        *,
+        replay_size: int = 1000,
+        max_backlog: int = 10_000,
+        retain_closed_runs: int = 1000,
+        retain_closed_seconds: float = 300.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        for name, value in (
+            ("replay_size", replay_size),
+            ("max_backlog", max_backlog),
+            ("retain_closed_runs", retain_closed_runs),
+            ("retain_closed_seconds", retain_closed_seconds),
+        ):
+            if not value > 0:
+                raise ValueError(f"{name} must be positive, got {value!r}")
+        self._replay_size = replay_size
+        self._max_backlog = max_backlog
+        self._retain_runs = retain_closed_runs
+        self._retain_seconds = retain_closed_seconds
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._runs: dict[Hashable, _Run] = {}
+        # run id -> {queue: highest id the subscriber already has}. Holds only runs that have
+        # subscribers; kept apart from _runs because an open run outlives its subscribers.
+        self._subscribers: dict[Hashable, dict[EventQueue, int]] = {}
+        self._closed: OrderedDict[Hashable, _Run] = OrderedDict()
+        self._dirty: list[_Run] = []
+        self._flush_scheduled = False
+        # Events emitted to runs since forgotten; stats() adds the live runs' last ids.
+        self._emitted_forgotten = 0
+        self._dropped_after_close = 0
+        self._dropped_loop_closed = 0
+        self._overflowed = 0
+        self._forgotten = 0
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    def bind_loop(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Deliver on ``loop``. Binding the bound loop again is a no-op; binding another one
+        raises ``ValueError`` unless the bound loop is closed (then its subscribers are dropped
+        and the broker moves to ``loop``)."""
+        with self._lock:
+            self._bind_locked(loop)
+
+    def _bind_locked(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._loop is loop:
+            return
+        if self._loop is not None:
+            if not self._loop.is_closed():
+                raise ValueError(
+                    f"this broker is bound to event loop {self._loop!r}; it cannot also "
+                    f"deliver on {loop!r}"
+                )
+            self._detach_loop_locked()
+        self._loop = loop
+
+    def _detach_loop_locked(self) -> None:
+        # The bound loop is closed: nobody can read its queues any more.
+        for run in self._dirty:
+            self._dropped_loop_closed += len(run.pending)
+            run.pending = []
+            run.dirty = False
+        self._dirty = []
+        self._subscribers.clear()
+        self._flush_scheduled = False
+        self._loop = None
+
+    def _wake(self, loop: asyncio.AbstractEventLoop) -> None:
+        try:
+            loop.call_soon_threadsafe(self._flush)
+        except RuntimeError:
+            # The loop is closed; the producer must not see it.
+            with self._lock:
+                if self._loop is loop:
+                    self._detach_loop_locked()
+
+    # -- producers --------------------------------------------------------------------------
+
+    def emit(self, run_id: Hashable, event: Event) -> None:
+        """Give ``event`` the run's next id and deliver a copy of it to the run's subscribers.
+
+        Any thread. Never blocks on subscribers. Dropped (and counted) if the run is closed.
+        ``TypeError`` if ``event`` is not a dict or ``run_id`` is unhashable; ``ValueError`` if
+        ``event`` has an ``"id"`` key (the broker assigns ids).
+        """
+        if not isinstance(event, dict):
+            raise TypeError(f"event must be a dict, got {type(event).__name__}")
+        if "id" in event:
+            raise ValueError('event must not have an "id" key: the broker assigns ids')
+        wake = None
+        with self._lock:
+            try:
+                run = self._runs.get(run_id)
+            except TypeError:
+                raise _unhashable(run_id) from None
+            if run is None or run.closed:
+                run = self._open_run_locked(run_id, run)
+                if run is None:
+                    self._dropped_after_close += 1
+                    return
+            run.last_id = event_id = run.last_id + 1
+            # dict(event, id=...) copies about three times faster than {**event, "id": ...}.
+            item = dict(event, id=event_id)
+            run.replay.append(item)
+            if run_id in self._subscribers:
+                pending = run.pending
+                pending.append(item)
+                if not run.dirty:
+                    # The run's first event since the last flush; a dirty run implies a
+                    # scheduled flush, so the common case skips the check below.
+                    run.dirty = True
+                    self._dirty.append(run)
+                    if not self._flush_scheduled:
+                        self._flush_scheduled = True
+                        wake = self._loop
+                elif not len(pending) % self._max_backlog:
+                    # The flush has not run for a whole backlog's worth of events: if the loop
+                    # was closed meanwhile, stop buffering for it.
+                    self._check_loop_locked()
+        if wake is not None:
+            self._wake(wake)
+
+    def close(self, run_id: Hashable) -> None:
+        """Mark the run closed: its subscribers get ``done`` after the events emitted before.
+
+        Any thread. Idempotent. Closing a run never emitted to still records it as closed.
+        """
+        wake = None
+        with self._lock:
+            run = self._lookup_locked(run_id)
+            if run is None:
+                run = self._new_run_locked(run_id)
+            elif run.closed:
+                return
+            run.closed = True
+            run.closed_at = self._clock()
+            self._closed[run_id] = run
+            if run_id in self._subscribers:
+                if not run.dirty:
+                    run.dirty = True
+                    self._dirty.append(run)
+                if not self._flush_scheduled:
+                    self._flush_scheduled = True
+                    wake = self._loop
+            self._evict_locked(run.closed_at)
+        if wake is not None:
+            self._wake(wake)
+
+    # -- subscribers ------------------------------------------------------------------------
+
+    def subscribe(self, run_id: Hashable, last_event_id: int | None = None) -> EventQueue:
+        """A new queue that gets the run's events from now on, then ``done``.
+
+        Call it on the event loop thread; the first call binds the running loop if none is bound
+        (``RuntimeError`` if there is neither). With ``last_event_id=N`` the queue first gets
+        the buffered events with ids above ``N`` (after a gap marker if some were evicted). If
+        the run is closed, the queue gets (that replay and) ``done`` at once and is not
+        registered. Unsubscribe when done reading.
+        """
+        if last_event_id is not None:
+            if isinstance(last_event_id, bool) or not isinstance(last_event_id, int):
+                raise TypeError(
+                    f"last_event_id must be an int or None, got {type(last_event_id).__name__}"
+                )
+            if last_event_id < 0:
+                raise ValueError(f"last_event_id must be >= 0, got {last_event_id}")
+        try:
+            running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        queue = EventQueue()
+        with self._lock:
+            if running is not None:
+                self._bind_locked(running)
+            elif self._loop is None:
+                raise RuntimeError(
+                    "subscribe() must be called on the event loop thread (no loop is running "
+                    "here and none is bound)"
+                )
+            run = self._lookup_locked(run_id)
+            items = [] if run is None else self._replay_locked(run, last_event_id)
+            if len(items) > self._max_backlog:
+                del items[self._max_backlog :]
+                items.append(overflow_marker(self._max_backlog))
+                self._overflowed += 1
+            elif run is not None and run.closed:
+                items.append(done_marker())
+            else:
+                self._subscribers.setdefault(run_id, {})[queue] = 0 if run is None else run.last_id
+            queue.put_batch(items)
+        return queue
+
+    def _replay_locked(self, run: _Run, last_event_id: int | None) -> list[Event]:
+        if last_event_id is None or last_event_id >= run.last_id:
+            return []
+        buffered = run.replay
+        first_id: int = buffered[0]["id"]
+        if last_event_id < first_id - 1:
+            return [gap_marker(last_event_id, first_id), *buffered]
+        return list(buffered)[last_event_id - first_id + 1 :]
+
+    def unsubscribe(self, run_id: Hashable, queue: asyncio.Queue[Event]) -> None:
+        """Stop delivering to ``queue``. A no-op if it is not subscribed to ``run_id`` (never
+        was, already left, or the broker let it go after ``done`` or ``overflow``)."""
+        with self._lock:
+            try:
+                subscribers = self._subscribers.get(run_id)
+            except TypeError:
+                raise _unhashable(run_id) from None
+            if (
+                subscribers is None
+                or not isinstance(queue, EventQueue)
+                or subscribers.pop(queue, None) is None
+            ):
+                return
+            if not subscribers:
+                del self._subscribers[run_id]
+
+    def subscription(self, run_id: Hashable, last_event_id: int | None = None) -> Subscription:
+        """``async with broker.subscription(run_id) as sub: async for item in sub: ...``
+
+        Subscribes on entry, yields every item up to and including the terminal one, and
+        unsubscribes on exit, error or cancellation.
+        """
+        return Subscription(self, run_id, last_event_id)
+
+    # -- the loop side ----------------------------------------------------------------------
+
+    def _flush(self) -> None:
+        with self._lock:
+            dirty = self._dirty
+            self._dirty = []
+            self._flush_scheduled = False
+            for run in dirty:
+                run.dirty = False
+                events = run.pending
+                run.pending = []
+                subscribers = self._subscribers.get(run.run_id)
+                if subscribers is not None:
+                    self._fan_out_locked(run, events, subscribers)
+            if len(self._closed) > self._retain_runs:
+                self._evict_locked(self._clock())
+
+    def _fan_out_locked(
+        self, run: _Run, events: list[Event], subscribers: dict[EventQueue, int]
+    ) -> None:
+        first_id = events[0]["id"] if events else 0
+        limit = self._max_backlog
+        for queue, after in list(subscribers.items()):
+            # Events up to `after` were pending when this subscriber arrived: it already has
+            # them (replay) or must not get them (live only).
+            if after < first_id:
+                items = events
+            else:
+                items = events[bisect_right(events, after, key=_event_id) :]
+            room = limit - queue.qsize()
+            if len(items) > room:
+                # max(): a reader that put items of its own into the queue must not make the
+                # slice count from the end.
+                items = items[: max(room, 0)]
+                items.append(overflow_marker(limit))
+                del subscribers[queue]
+                self._overflowed += 1
+            elif run.closed:
+                items = [*items, done_marker()]
+            queue.put_batch(items)
+        if run.closed or not subscribers:
+            del self._subscribers[run.run_id]
+
+    def _check_loop_locked(self) -> None:
+        if self._loop is not None and self._loop.is_closed():
+            self._detach_loop_locked()
+
+    # -- runs and retention -----------------------------------------------------------------
+
+    def _lookup_locked(self, run_id: Hashable) -> _Run | None:
+        try:
+            run = self._runs.get(run_id)
+        except TypeError:
+            raise _unhashable(run_id) from None
+        if run is not None and run.closed:
+            now = self._clock()
+            if self._expired(run, now):
+                self._evict_locked(now)
+                return self._runs.get(run_id)
+        return run
+
+    def _open_run_locked(self, run_id: Hashable, run: _Run | None) -> _Run | None:
+        """The open run to emit to: a new one if ``run`` is unknown or expired, else None."""
+        if run is not None:
+            now = self._clock()
+            if not self._expired(run, now):
+                return None
+            self._evict_locked(now)
+            if run_id in self._runs:
+                return None
+        return self._new_run_locked(run_id)
+
+    def _new_run_locked(self, run_id: Hashable) -> _Run:
+        if self._closed:
+            self._evict_locked(self._clock())
+        run = self._runs[run_id] = _Run(run_id, self._replay_size)
+        return run
+
+    def _expired(self, run: _Run, now: float) -> bool:
+        return now - run.closed_at >= self._retain_seconds
+
+    def _evict_locked(self, now: float) -> None:
+        closed = self._closed
+        while closed:
+            run = next(iter(closed.values()))
+            if len(closed) <= self._retain_runs and not self._expired(run, now):
+                return
+            if run.dirty:
+                # Its done is still pending: it keeps its place (and so do the runs closed
+                # after it) until the flush delivers it, unless the loop to run that is gone.
+                self._check_loop_locked()
+                if run.dirty:
+                    return
+            closed.popitem(last=False)
+            del self._runs[run.run_id]
+            self._forgotten += 1
+            self._emitted_forgotten += run.last_id
+
+    # -- introspection ----------------------------------------------------------------------
+
+    def n_subscribers(self, run_id: Hashable) -> int:
+        """How many subscribers the run has now (0 for an unknown run)."""
+        with self._lock:
+            try:
+                return len(self._subscribers.get(run_id, ()))
+            except TypeError:
+                raise _unhashable(run_id) from None
+
+    def is_done(self, run_id: Hashable) -> bool:
+        """True if the run was closed and is still remembered."""
+        with self._lock:
+            run = self._lookup_locked(run_id)
+            return run is not None and run.closed
+
+    def stats(self) -> BrokerStats:
+        """A snapshot of the counters and sizes."""
+        with self._lock:
+            return BrokerStats(
+                emitted=self._emitted_forgotten + sum(run.last_id for run in self._runs.values()),
+                dropped_after_close=self._dropped_after_close,
+                dropped_loop_closed=self._dropped_loop_closed,
+                overflowed=self._overflowed,
+                forgotten_runs=self._forgotten,
+                open_runs=len(self._runs) - len(self._closed),
+                closed_runs=len(self._closed),
+                subscribers=sum(map(len, self._subscribers.values())),
+            )

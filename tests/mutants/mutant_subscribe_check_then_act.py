@@ -1,0 +1,94 @@
+"""subscribe asks "is the run done?" and registers the subscriber in two separate critical sections.
+Caught by: no-hang-after-done
+
+``subscribe`` reuses the public ``is_done`` (which takes the lock) and then takes the lock again to
+register. A ``close`` that runs between the check and the registration finds no subscriber to
+send done to, and the subscriber then registers into a run that is already closed.
+
+Minimal interleaving: subscribe(r) on the loop returns from ``is_done`` (False) and is preempted
+before ``with self._lock``; close(r) runs to completion on a producer; subscribe resumes and
+registers. The subscriber never gets done.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading as th
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from typing import Any
+
+Event = dict[str, Any]
+
+
+class SubscribeCheckThenActBroker:
+    """One lock, per-delivery call_soon_threadsafe, close pops the subscriber map entry."""
+
+    def __init__(self, *, max_closed_runs: int = 10_000) -> None:
+        if max_closed_runs < 1:
+            raise ValueError("max_closed_runs must be >= 1")
+        self._lock = th.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        # run id -> queues, a dict used as an insertion-ordered set (deterministic iteration).
+        self._subscribers: dict[Hashable, dict[asyncio.Queue[Event], None]] = {}
+        # closed run ids, oldest first; bounded by max_closed_runs.
+        self._closed: OrderedDict[Hashable, None] = OrderedDict()
+        self._max_closed_runs = max_closed_runs
+
+    def bind_loop(self, loop: asyncio.AbstractEventLoop) -> None:
+        with self._lock:
+            self._loop = loop
+
+    def subscribe(self, run_id: Hashable) -> asyncio.Queue[Event]:
+        queue: asyncio.Queue[Event] = asyncio.Queue()
+        if self.is_done(run_id):
+            queue.put_nowait({"type": "done"})
+            return queue
+        with self._lock:
+            self._subscribers.setdefault(run_id, {})[queue] = None
+        return queue
+
+    def unsubscribe(self, run_id: Hashable, queue: asyncio.Queue[Event]) -> None:
+        with self._lock:
+            subs = self._subscribers.get(run_id)
+            if subs is None or queue not in subs:
+                return
+            del subs[queue]
+            if not subs:
+                del self._subscribers[run_id]
+
+    def emit(self, run_id: Hashable, event: Event) -> None:
+        if not isinstance(event, dict):
+            raise TypeError(f"event must be a dict, not {type(event).__name__}")
+        with self._lock:
+            if run_id in self._closed:
+                return
+            for queue in self._subscribers.get(run_id, {}):
+                self._post(queue.put_nowait, event)
+
+    def close(self, run_id: Hashable) -> None:
+        with self._lock:
+            if run_id in self._closed:
+                return
+            self._closed[run_id] = None
+            if len(self._closed) > self._max_closed_runs:
+                self._closed.popitem(last=False)
+            for queue in self._subscribers.pop(run_id, {}):
+                self._post(queue.put_nowait, {"type": "done"})
+
+    def n_subscribers(self, run_id: Hashable) -> int:
+        with self._lock:
+            return len(self._subscribers.get(run_id, ()))
+
+    def is_done(self, run_id: Hashable) -> bool:
+        with self._lock:
+            return run_id in self._closed
+
+    def _post(self, callback: Callable[[Event], None], item: Event) -> None:
+        """Schedule ``callback(item)`` on the loop; call with the lock held (keeps FIFO order)."""
+        loop = self._loop
+        if loop is None:
+            return
+        with contextlib.suppress(RuntimeError):  # a closed loop: nobody reads the queues any more
+            loop.call_soon_threadsafe(callback, item)

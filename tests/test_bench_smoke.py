@@ -1,0 +1,38 @@
+"""The fan-out benchmark runs (``--quick``) and prints every row; no timing is asserted."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+
+def test_the_quick_fanout_benchmark_prints_every_row(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # bench/ is run from the repository root, not installed.
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1]))
+    from bench.__main__ import main
+
+    assert main(["fanout", "--quick"]) == 0
+    table = capsys.readouterr().out
+    for row in (
+        "(a) vs (b) deliveries/s, in-loop floor",
+        "(a) vs (c) deliveries/s, original design",
+        "(d) us/emit, 1 subscriber",
+        "(d) us/emit, 10 subscribers",
+        "(d) us/emit, 100 subscribers",
+        "(d) us/emit at 100 / at 1 subscriber(s)",
+        "(e) peak MiB, 5,000 runs closed",
+    ):
+        assert row in table, f"missing row {row!r} in:\n{table}"
+
+
+def test_an_unknown_benchmark_is_a_usage_error(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1]))
+    from bench.__main__ import main
+
+    assert main(["nope"]) == 2
+    assert "usage" in capsys.readouterr().err

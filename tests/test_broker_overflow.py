@@ -1,0 +1,120 @@
+"""Slow consumers: the backlog limit, the overflow marker, and producers that never block."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+
+import pytest
+
+from broker import RunBroker
+
+
+def drain(queue: asyncio.Queue[dict[str, Any]]) -> list[dict[str, Any]]:
+    items = []
+    while not queue.empty():
+        items.append(queue.get_nowait())
+    return items
+
+
+async def loop_step() -> None:
+    """One loop turn: the callbacks already scheduled (the broker's flush) run first."""
+    await asyncio.sleep(0)
+
+
+def emit_in_thread(broker: RunBroker, run_id: str, count: int) -> None:
+    def emit_all() -> None:
+        for n in range(count):
+            broker.emit(run_id, {"n": n})
+
+    thread = threading.Thread(target=emit_all)
+    thread.start()
+    thread.join()
+
+
+OVERFLOW = {"type": "overflow", "limit": 3}
+
+
+@pytest.mark.asyncio
+async def test_a_subscriber_one_past_the_limit_is_cut_off_with_the_marker_last() -> None:
+    broker = RunBroker(max_backlog=3)
+    queue = broker.subscribe("run")
+    emit_in_thread(broker, "run", 5)
+    await loop_step()
+    items = drain(queue)
+    assert [item["id"] for item in items[:-1]] == [1, 2, 3]
+    assert items[-1] == OVERFLOW
+    assert broker.n_subscribers("run") == 0
+    assert broker._subscribers == {}
+    assert broker.stats().overflowed == 1
+    emit_in_thread(broker, "run", 1)
+    broker.close("run")
+    await loop_step()
+    assert drain(queue) == []
+
+
+@pytest.mark.asyncio
+async def test_exactly_the_limit_is_not_an_overflow() -> None:
+    broker = RunBroker(max_backlog=3)
+    queue = broker.subscribe("run")
+    emit_in_thread(broker, "run", 3)
+    await loop_step()
+    assert len(drain(queue)) == 3
+    assert broker.n_subscribers("run") == 1
+
+
+@pytest.mark.asyncio
+async def test_the_limit_counts_what_is_still_queued_across_batches() -> None:
+    broker = RunBroker(max_backlog=3)
+    reader = broker.subscribe("run")
+    idle = broker.subscribe("run")
+    emit_in_thread(broker, "run", 2)
+    await loop_step()
+    assert len(drain(reader)) == 2
+    emit_in_thread(broker, "run", 2)
+    await loop_step()
+    assert [item["id"] for item in drain(reader)] == [3, 4]
+    items = drain(idle)
+    assert [item.get("id") for item in items] == [1, 2, 3, None]
+    assert items[-1] == OVERFLOW
+    assert broker.n_subscribers("run") == 1
+
+
+@pytest.mark.asyncio
+async def test_done_is_delivered_to_a_full_queue() -> None:
+    broker = RunBroker(max_backlog=2)
+    queue = broker.subscribe("run")
+    emit_in_thread(broker, "run", 2)
+    broker.close("run")
+    await loop_step()
+    assert drain(queue) == [{"n": 0, "id": 1}, {"n": 1, "id": 2}, {"type": "done"}]
+
+
+@pytest.mark.asyncio
+async def test_a_replay_longer_than_the_limit_is_cut_off_and_not_registered() -> None:
+    broker = RunBroker(replay_size=5, max_backlog=3)
+    emit_in_thread(broker, "run", 5)
+    queue = broker.subscribe("run", last_event_id=0)
+    items = drain(queue)
+    assert [item["id"] for item in items[:-1]] == [1, 2, 3]
+    assert items[-1] == OVERFLOW
+    assert broker.n_subscribers("run") == 0
+
+
+@pytest.mark.asyncio
+async def test_a_gap_marker_counts_toward_the_limit() -> None:
+    broker = RunBroker(replay_size=3, max_backlog=3)
+    emit_in_thread(broker, "run", 5)
+    items = drain(broker.subscribe("run", last_event_id=0))
+    assert [item.get("type") for item in items] == ["gap", None, None, "overflow"]
+
+
+@pytest.mark.asyncio
+async def test_producers_never_block_on_a_subscriber_that_stopped_reading() -> None:
+    broker = RunBroker(max_backlog=10)
+    stalled = broker.subscribe("run")
+    emit_in_thread(broker, "run", 1000)  # returns although nobody reads
+    await loop_step()
+    assert stalled.qsize() == 11
+    assert broker.stats().emitted == 1000

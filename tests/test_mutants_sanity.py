@@ -1,0 +1,380 @@
+"""Deterministic, single-threaded checks of the mutant zoo (tests/mutants).
+
+For every correct broker: the plain life cycle and the contract's sequential promises. For every
+mutant whose defect shows without concurrency: a direct test of that defect. The mutants whose
+defect needs a particular interleaving are left to the stateful suite and its kill matrix.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.mutants import (
+    CORRECT,
+    EXPECTED,
+    INVARIANTS,
+    MUTANTS,
+    entry,
+    load_class,
+    parse_caught_by,
+    zoo,
+)
+
+Event = dict[str, Any]
+DONE: Event = {"type": "done"}
+MUTANTS_DIR = Path(__file__).with_name("mutants")
+
+
+def make(impl: str, **kwargs: Any) -> Any:
+    """Build a broker of the zoo and bind it to the running loop."""
+    broker = load_class(impl)(**kwargs)
+    broker.bind_loop(asyncio.get_running_loop())
+    return broker
+
+
+def has_replay(impl: str) -> bool:
+    return "last_event_id" in inspect.signature(load_class(impl).subscribe).parameters
+
+
+def has_backlog_limit(impl: str) -> bool:
+    return "max_backlog" in inspect.signature(load_class(impl)).parameters
+
+
+async def settle(rounds: int = 10) -> None:
+    """Let the loop run every callback already scheduled (and those they schedule)."""
+    for _ in range(rounds):
+        await asyncio.sleep(0)
+
+
+def drain(queue: asyncio.Queue[Event]) -> list[Event]:
+    items: list[Event] = []
+    while not queue.empty():
+        items.append(queue.get_nowait())
+    return items
+
+
+def without_ids(items: list[Event]) -> list[Event]:
+    return [{k: v for k, v in item.items() if k != "id"} for item in items]
+
+
+async def read_until_terminal(queue: asyncio.Queue[Event]) -> list[Event]:
+    items: list[Event] = []
+    while True:
+        item = await asyncio.wait_for(queue.get(), timeout=2)
+        items.append(item)
+        if item.get("type") in ("done", "overflow"):
+            return items
+
+
+REPLAY = [impl for impl in CORRECT if has_replay(impl)]
+BACKLOG = [impl for impl in CORRECT if has_backlog_limit(impl)]
+
+
+# -- the registry -------------------------------------------------------------------------------
+
+
+def test_registry_lists_every_module_once() -> None:
+    on_disk = {p.stem for p in MUTANTS_DIR.glob("*.py") if p.stem != "__init__"}
+    listed = [impl.partition(":")[0].rpartition(".")[2] for impl in (*CORRECT, *MUTANTS)]
+    assert sorted(listed) == sorted(on_disk)
+    assert all(m.startswith("correct_") for m in listed[: len(CORRECT)])
+    assert all(m.startswith("mutant_") for m in listed[len(CORRECT) :])
+    assert len(CORRECT) >= 3
+    assert len(MUTANTS) >= 14
+
+
+@pytest.mark.parametrize("impl", [*CORRECT, *MUTANTS])
+def test_registry_entry_names_a_seed_api_class(impl: str) -> None:
+    cls = load_class(impl)
+    for name in ("bind_loop", "subscribe", "unsubscribe", "emit", "close", "n_subscribers"):
+        assert callable(getattr(cls, name)), name
+    assert callable(cls.is_done)
+    e = entry(impl)
+    assert e.defect
+    if e.correct:
+        assert e.invariant is None
+    else:
+        assert e.invariant in INVARIANTS
+        assert EXPECTED[impl] == e.invariant
+        assert e.invariant not in e.also
+
+
+def test_every_invariant_has_a_mutant() -> None:
+    assert {e.invariant for e in zoo() if not e.correct} == set(INVARIANTS)
+
+
+def test_parse_caught_by() -> None:
+    doc = "Defect.\nCaught by: order\nAlso caught by: no-duplicates, replay-seam\n\nMore."
+    assert parse_caught_by(doc) == ("order", ("no-duplicates", "replay-seam"))
+    with pytest.raises(ValueError, match="exactly one"):
+        parse_caught_by("Defect.\nNo line here.")
+    with pytest.raises(ValueError, match="unknown"):
+        parse_caught_by("Defect.\nCaught by: order, no-duplicates")
+    with pytest.raises(ValueError, match="unknown"):
+        parse_caught_by("Defect.\nCaught by: ordering")
+
+
+# -- correct brokers: the sequential life cycle ---------------------------------------------------
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("impl", CORRECT)
+async def test_correct_life_cycle(impl: str) -> None:
+    broker = make(impl)
+    queue = broker.subscribe("run")
+    assert broker.n_subscribers("run") == 1
+    assert not broker.is_done("run")
+    await asyncio.to_thread(broker.emit, "run", {"type": "step", "n": 1})
+    await asyncio.to_thread(broker.emit, "run", {"type": "step", "n": 2})
+    await asyncio.to_thread(broker.close, "run")
+    items = await read_until_terminal(queue)
+    assert without_ids(items) == [{"type": "step", "n": 1}, {"type": "step", "n": 2}, DONE]
+    assert items[-1] == DONE
+    if has_replay(impl):
+        assert [item["id"] for item in items[:-1]] == [1, 2]
+    assert broker.is_done("run")
+    broker.unsubscribe("run", queue)  # as an SSE handler does after done: a no-op or cleanup
+    assert broker.n_subscribers("run") == 0
+    assert "run" not in broker._subscribers
+    await settle()
+    assert drain(queue) == []
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("impl", CORRECT)
+async def test_correct_close_is_idempotent_and_emit_after_close_is_dropped(impl: str) -> None:
+    broker = make(impl)
+    queue = broker.subscribe("run")
+    broker.close("run")
+    broker.close("run")
+    broker.emit("run", {"type": "late"})
+    await settle()
+    assert drain(queue) == [DONE]
+    assert broker.n_subscribers("run") == 0
+    assert "run" not in broker._subscribers
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("impl", CORRECT)
+async def test_correct_subscribe_after_close_gets_done_at_once(impl: str) -> None:
+    broker = make(impl)
+    broker.close("run")
+    queue = broker.subscribe("run")
+    assert queue.get_nowait() == DONE
+    assert broker.n_subscribers("run") == 0
+    assert "run" not in broker._subscribers
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("impl", CORRECT)
+async def test_correct_unsubscribe_keeps_the_other_subscribers(impl: str) -> None:
+    broker = make(impl)
+    first = broker.subscribe("run")
+    second = broker.subscribe("run")
+    other_run = broker.subscribe("other")
+    broker.unsubscribe("run", first)
+    assert broker.n_subscribers("run") == 1
+    broker.emit("run", {"type": "step"})
+    broker.close("run")
+    await settle()
+    assert drain(first) == []
+    assert without_ids(drain(second)) == [{"type": "step"}, DONE]
+    assert drain(other_run) == []
+    assert broker.n_subscribers("run") == 0
+    assert broker.n_subscribers("other") == 1
+    broker.unsubscribe("other", other_run)
+    assert broker._subscribers == {}
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("impl", CORRECT)
+async def test_correct_last_unsubscribe_removes_the_map_entry(impl: str) -> None:
+    broker = make(impl)
+    queues = [broker.subscribe("run") for _ in range(3)]
+    for queue in queues:
+        broker.unsubscribe("run", queue)
+    broker.unsubscribe("run", queues[0])  # unknown queue: a no-op
+    assert broker.n_subscribers("run") == 0
+    assert broker._subscribers == {}
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("impl", CORRECT)
+async def test_correct_closed_runs_are_forgotten_by_count(impl: str) -> None:
+    broker = make(impl, max_closed_runs=3)
+    for n in range(10):
+        broker.emit(n, {"type": "step"})
+        broker.close(n)
+    assert len(broker._closed) == 3
+    assert [broker.is_done(n) for n in range(10)] == [False] * 7 + [True] * 3
+    if hasattr(broker, "_runs"):
+        assert len(broker._runs) == 3
+
+
+# -- correct brokers: replay and backlog limit ----------------------------------------------------
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("impl", REPLAY)
+async def test_correct_replay_then_live_without_gap_or_duplicate(impl: str) -> None:
+    broker = make(impl)
+    for n in range(1, 4):
+        broker.emit("run", {"n": n})
+    with pytest.raises(ValueError, match="id"):
+        broker.emit("run", {"id": 7})
+    queue = broker.subscribe("run", last_event_id=1)
+    assert [item["id"] for item in drain(queue)] == [2, 3]  # the replay is there at once
+    broker.emit("run", {"n": 4})
+    broker.close("run")
+    await settle()
+    assert drain(queue) == [{"n": 4, "id": 4}, DONE]
+    assert broker._subscribers == {}
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("impl", REPLAY)
+async def test_correct_replay_gap_marker(impl: str) -> None:
+    broker = make(impl, replay_size=2)
+    for n in range(1, 6):
+        broker.emit("run", {"n": n})
+    queue = broker.subscribe("run", last_event_id=1)
+    assert drain(queue) == [
+        {"type": "gap", "last_event_id": 1, "first_available_id": 4},
+        {"n": 4, "id": 4},
+        {"n": 5, "id": 5},
+    ]
+    everything = broker.subscribe("run", last_event_id=0)
+    assert drain(everything)[0] == {"type": "gap", "last_event_id": 0, "first_available_id": 4}
+    up_to_date = broker.subscribe("run", last_event_id=5)
+    assert drain(up_to_date) == []
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("impl", REPLAY)
+async def test_correct_replay_of_a_closed_run(impl: str) -> None:
+    broker = make(impl)
+    broker.emit("run", {"n": 1})
+    broker.emit("run", {"n": 2})
+    broker.close("run")
+    assert drain(broker.subscribe("run", last_event_id=0)) == [
+        {"n": 1, "id": 1},
+        {"n": 2, "id": 2},
+        DONE,
+    ]
+    assert drain(broker.subscribe("run", last_event_id=2)) == [DONE]
+    assert drain(broker.subscribe("run")) == [DONE]
+    assert broker._subscribers == {}
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("impl", BACKLOG)
+async def test_correct_slow_subscriber_is_cut_off_with_a_marker(impl: str) -> None:
+    broker = make(impl, max_backlog=2)
+    slow = broker.subscribe("run")
+    fast = broker.subscribe("run")
+    broker.emit("run", {"n": 1})
+    broker.emit("run", {"n": 2})
+    await settle()
+    drain(fast)
+    broker.emit("run", {"n": 3})
+    await settle()
+    assert drain(slow) == [{"n": 1, "id": 1}, {"n": 2, "id": 2}, {"type": "overflow", "limit": 2}]
+    assert broker.n_subscribers("run") == 1
+    broker.emit("run", {"n": 4})
+    broker.close("run")
+    await settle()
+    assert drain(slow) == []
+    assert drain(fast) == [{"n": 3, "id": 3}, {"n": 4, "id": 4}, DONE]
+    assert broker._subscribers == {}
+
+
+# -- mutants whose defect shows without concurrency ----------------------------------------------
+
+
+def mutant(module: str) -> str:
+    [impl] = [impl for impl in MUTANTS if impl.partition(":")[0].endswith("." + module)]
+    return impl
+
+
+@pytest.mark.asyncio
+async def test_mutant_original_design_double_done_and_event_after_done() -> None:
+    broker = make(mutant("mutant_original_design"))
+    queue = broker.subscribe("run")
+    broker.close("run")
+    broker.emit("run", {"type": "late"})
+    broker.close("run")
+    await settle()
+    assert drain(queue) == [DONE, {"type": "late"}, DONE]
+    assert broker.n_subscribers("run") == 1  # still registered after done
+
+
+@pytest.mark.asyncio
+async def test_mutant_emit_after_close_delivers_after_done() -> None:
+    broker = make(mutant("mutant_emit_after_close"))
+    queue = broker.subscribe("run")
+    broker.close("run")
+    broker.emit("run", {"type": "late"})
+    await settle()
+    assert drain(queue) == [DONE, {"type": "late"}]
+
+
+@pytest.mark.asyncio
+async def test_mutant_close_twice_sends_done_twice() -> None:
+    broker = make(mutant("mutant_close_twice_double_done"))
+    queue = broker.subscribe("run")
+    broker.close("run")
+    broker.close("run")
+    await settle()
+    assert drain(queue) == [DONE, DONE]
+
+
+@pytest.mark.asyncio
+async def test_mutant_empty_set_left_behind() -> None:
+    broker = make(mutant("mutant_empty_set_left"))
+    queue = broker.subscribe("run")
+    broker.unsubscribe("run", queue)
+    assert broker.n_subscribers("run") == 0  # n_subscribers cannot see it...
+    assert broker._subscribers == {"run": {}}  # ...the internal map can
+
+
+@pytest.mark.asyncio
+async def test_mutant_unsubscribe_drops_every_subscriber() -> None:
+    broker = make(mutant("mutant_unsubscribe_drops_all"))
+    leaving = broker.subscribe("run")
+    staying = broker.subscribe("run")
+    broker.unsubscribe("run", leaving)
+    assert broker.n_subscribers("run") == 0
+    broker.emit("run", {"type": "step"})
+    broker.close("run")
+    await settle()
+    assert drain(staying) == []  # neither the event nor done
+
+
+@pytest.mark.asyncio
+async def test_mutant_batch_reversed_delivers_a_batch_backwards() -> None:
+    broker = make(mutant("mutant_batch_reversed"))
+    queue = broker.subscribe("run")
+    broker.emit("run", {"n": 1})  # both land in one batch: the flush has not run yet
+    broker.emit("run", {"n": 2})
+    broker.close("run")
+    await settle()
+    assert drain(queue) == [{"n": 2, "id": 2}, {"n": 1, "id": 1}, DONE]
+
+
+@pytest.mark.asyncio
+async def test_mutant_overflow_silent_drop_loses_events_without_a_marker() -> None:
+    broker = make(mutant("mutant_overflow_silent_drop"), max_backlog=2)
+    queue = broker.subscribe("run")
+    for n in range(1, 4):
+        broker.emit("run", {"n": n})
+    await settle()
+    assert drain(queue) == [{"n": 1, "id": 1}, {"n": 2, "id": 2}]
+    assert broker.n_subscribers("run") == 1  # still registered, silently behind
+    broker.emit("run", {"n": 4})
+    await settle()
+    assert drain(queue) == [{"n": 4, "id": 4}]  # a hole: id 3 is gone
