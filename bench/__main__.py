@@ -1,12 +1,13 @@
-"""``python -m bench <benchmark> [options]``; the only benchmark is ``fanout``."""
+"""``python -m bench <benchmark> [--quick]``: ``fanout`` (the broker against the in-loop floor and
+the original design) or ``scheduler`` (the stateful suite's deterministic scheduler)."""
 
 from __future__ import annotations
 
 import sys
 
-from bench import fanout
+from bench import fanout, scheduler
 
-BENCHMARKS = {"fanout": fanout.main}
+BENCHMARKS = {"fanout": fanout.main, "scheduler": scheduler.main}
 
 
 def main(argv: list[str]) -> int:

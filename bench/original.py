@@ -1,6 +1,6 @@
 """The original broker design, kept as the benchmark's reference point (not part of the package).
 
-It reproduces, on purpose, the defects issue 2 lists, and nothing else:
+It reproduces, on purpose, the defects of the first version of the broker, and nothing else:
 
 * one ``loop.call_soon_threadsafe`` (a self-pipe write and a loop wake-up) per event per
   subscriber, on the producer's thread;

@@ -17,8 +17,10 @@ Replay
     Each run keeps its last ``replay_size`` events. ``subscribe(run_id, last_event_id=N)`` first
     delivers the buffered events with ids above N (``N=0``: all of them), preceded by
     ``{"type": "gap", "last_event_id": N, "first_available_id": M}`` if events after N were
-    already evicted, then live events: no gap and no duplicate at the seam. Without
-    ``last_event_id`` a subscriber gets live events only.
+    already evicted, then live events: no gap and no duplicate at the seam. An N beyond the
+    run's newest id (the client saw a forgotten run of the same id, or another broker) also
+    gets a gap marker first, with M the id the run's next event will get: either way the client
+    must resync. Without ``last_event_id`` a subscriber gets live events only.
 done exactly once, and last
     Every subscriber gets ``{"type": "done"}`` exactly once, after every event it gets, and
     nothing after it; a subscriber of a closed run gets (its replay, then) ``done`` at once.
@@ -26,18 +28,21 @@ done exactly once, and last
 Cleanup
     A subscriber leaves by ``unsubscribe``, by receiving ``done``, or by being cut off; when the
     last one leaves, the run has no entry left in the subscriber map. ``unsubscribe`` after the
-    broker let go, or of a queue it never knew, is a no-op.
+    broker let go, or of a queue it never knew, is a no-op. A subscriber whose queue refuses
+    items (``asyncio.Queue.shutdown()``, Python 3.13+) is forgotten as if it had unsubscribed.
 Bounded memory
     A closed run is remembered (for replay and for late subscribers) until more than
     ``retain_closed_runs`` runs closed after it or ``retain_closed_seconds`` passed (on the
     ``clock`` given; checked when runs are created, closed or looked up, never by a
-    background task); then it is forgotten and its id is
-    treated as a new run (ids start at 1 again). An open run keeps at most ``replay_size``
-    events. A subscriber holds at most ``max_backlog`` undelivered items: one that would get
-    one more is cut off with ``{"type": "overflow", "limit": max_backlog}`` as its last item
-    (instead of ``done``) and forgotten. The terminal item itself (``done`` or ``overflow``) is
-    never refused, so a queue holds at most ``max_backlog + 1`` items. Producers never block on
-    subscribers.
+    background task); then it is forgotten and its id is treated as a new run (ids start at 1
+    again). A closed run whose ``done`` the loop has not delivered yet is kept until it has
+    been, without holding up the eviction of the others. An open run keeps at most
+    ``replay_size`` events, and at most ``2 * max_backlog`` events waiting for the loop however
+    long the loop stalls. A subscriber holds at most ``max_backlog`` undelivered items: one that
+    would get one more is cut off with ``{"type": "overflow", "limit": max_backlog}`` as its
+    last item (instead of ``done``) and forgotten. The terminal item itself (``done`` or
+    ``overflow``) is never refused, so a queue holds at most ``max_backlog + 1`` items.
+    Producers never block on subscribers. Open runs are the application's to close.
 Thread-safety
     ``emit``, ``close``, ``unsubscribe``, ``n_subscribers``, ``is_done``, ``stats`` and
     ``bind_loop`` may be called from any thread; ``subscribe`` and the queues belong to the loop
@@ -48,7 +53,9 @@ No loop, closed loop
     Before a loop is bound (``bind_loop``, or the first ``subscribe`` binds the running loop)
     there can be no subscribers: ``emit`` and ``close`` record ids, the replay buffer and the
     closed state, and deliver nothing. If the loop is closed, what could not be delivered is
-    dropped and counted, its subscribers are forgotten, and a new loop may be bound.
+    dropped and counted, its subscribers are forgotten, and a new loop may be bound; binding a
+    second loop while the first is open raises ``ValueError``, binding something that is not an
+    event loop ``TypeError``.
 Speed
     ``emit`` costs the same whatever the number of subscribers: it wakes the loop at most once
     per batch, and the loop hands each subscriber a whole batch in one call.

@@ -15,8 +15,15 @@ What it promises is the contract in the package docstring. How it keeps it:
   subscribed); the flush gives it only events with larger ids. That is the seam between a pending
   batch and a new subscriber: no duplicate, no event from before a live-only subscribe.
 * A closed run stays (for replay and to answer late subscribers with ``done``) until it is evicted
-  by count or by age; a closed run whose ``done`` is still pending is never evicted, so the
-  subscriber map only ever holds subscribers of the current incarnation of a run id.
+  by count or by age; a closed run whose ``done`` is still pending is skipped by eviction (not
+  forgotten before its subscribers have their ``done``, so the subscriber map only ever holds
+  subscribers of the current incarnation of a run id) without holding up the runs behind it.
+* If the loop does not flush a run for ``2 * max_backlog`` events (it is stalled or stopped), the
+  subscribers that can no longer avoid the overflow are cut off there and then, keeping just the
+  items they would still have got, and the run keeps only the last ``max_backlog`` pending
+  events: what a stalled loop costs is bounded too.
+* A subscriber whose queue refuses items (``asyncio.Queue.shutdown()``, Python 3.13+) is
+  forgotten, as if it had unsubscribed; the flush goes on for everyone else.
 """
 
 from __future__ import annotations
@@ -76,6 +83,15 @@ def _unhashable(run_id: object) -> TypeError:
     return TypeError(f"run_id must be hashable, got {type(run_id).__name__} {run_id!r}")
 
 
+def _check_last_event_id(last_event_id: object) -> None:
+    if last_event_id is None:
+        return
+    if isinstance(last_event_id, bool) or not isinstance(last_event_id, int):
+        raise TypeError(f"last_event_id must be an int or None, got {type(last_event_id).__name__}")
+    if last_event_id < 0:
+        raise ValueError(f"last_event_id must be >= 0, got {last_event_id}")
+
+
 class RunBroker:
     """Fans events from producer threads out to asyncio subscribers, with ids and replay.
 
@@ -98,10 +114,24 @@ class RunBroker:
             ("replay_size", replay_size),
             ("max_backlog", max_backlog),
             ("retain_closed_runs", retain_closed_runs),
-            ("retain_closed_seconds", retain_closed_seconds),
         ):
-            if not value > 0:
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
+            if value <= 0:
                 raise ValueError(f"{name} must be positive, got {value!r}")
+        if isinstance(retain_closed_seconds, bool) or not isinstance(
+            retain_closed_seconds, (int, float)
+        ):
+            raise TypeError(
+                "retain_closed_seconds must be a number of seconds, got "
+                f"{type(retain_closed_seconds).__name__} {retain_closed_seconds!r}"
+            )
+        if not retain_closed_seconds > 0:
+            raise ValueError(
+                f"retain_closed_seconds must be positive, got {retain_closed_seconds!r}"
+            )
+        if not callable(clock):
+            raise TypeError(f"clock must be callable, got {type(clock).__name__}")
         self._replay_size = replay_size
         self._max_backlog = max_backlog
         self._retain_runs = retain_closed_runs
@@ -110,11 +140,16 @@ class RunBroker:
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runs: dict[Hashable, _Run] = {}
-        # run id -> {queue: highest id the subscriber already has}. Holds only runs that have
-        # subscribers; kept apart from _runs because an open run outlives its subscribers.
-        self._subscribers: dict[Hashable, dict[EventQueue, int]] = {}
+        # run id -> {queue: highest id the subscriber already has, or, for a subscriber cut off
+        # while the loop was not flushing, the items it gets before its overflow marker}. Holds
+        # only runs that have subscribers; kept apart from _runs because an open run outlives
+        # its subscribers.
+        self._subscribers: dict[Hashable, dict[EventQueue, int | list[Event]]] = {}
         self._closed: OrderedDict[Hashable, _Run] = OrderedDict()
         self._dirty: list[_Run] = []
+        # Closed runs in _dirty: their done is not delivered yet, so retention keeps them
+        # beside the retain_closed_runs others.
+        self._closed_dirty = 0
         self._flush_scheduled = False
         # Events emitted to runs since forgotten; stats() adds the live runs' last ids.
         self._emitted_forgotten = 0
@@ -128,7 +163,9 @@ class RunBroker:
     def bind_loop(self, loop: asyncio.AbstractEventLoop) -> None:
         """Deliver on ``loop``. Binding the bound loop again is a no-op; binding another one
         raises ``ValueError`` unless the bound loop is closed (then its subscribers are dropped
-        and the broker moves to ``loop``)."""
+        and the broker moves to ``loop``). ``TypeError`` if ``loop`` is not an event loop."""
+        if not isinstance(loop, asyncio.AbstractEventLoop):
+            raise TypeError(f"loop must be an asyncio event loop, got {type(loop).__name__}")
         with self._lock:
             self._bind_locked(loop)
 
@@ -151,6 +188,7 @@ class RunBroker:
             run.pending = []
             run.dirty = False
         self._dirty = []
+        self._closed_dirty = 0
         self._subscribers.clear()
         self._flush_scheduled = False
         self._loop = None
@@ -204,9 +242,7 @@ class RunBroker:
                         self._flush_scheduled = True
                         wake = self._loop
                 elif not len(pending) % self._max_backlog:
-                    # The flush has not run for a whole backlog's worth of events: if the loop
-                    # was closed meanwhile, stop buffering for it.
-                    self._check_loop_locked()
+                    self._flush_overdue_locked(run)
         if wake is not None:
             self._wake(wake)
 
@@ -232,6 +268,8 @@ class RunBroker:
                 if not self._flush_scheduled:
                     self._flush_scheduled = True
                     wake = self._loop
+            if run.dirty:
+                self._closed_dirty += 1
             self._evict_locked(run.closed_at)
         if wake is not None:
             self._wake(wake)
@@ -242,33 +280,30 @@ class RunBroker:
         """A new queue that gets the run's events from now on, then ``done``.
 
         Call it on the event loop thread; the first call binds the running loop if none is bound
-        (``RuntimeError`` if there is neither). With ``last_event_id=N`` the queue first gets
-        the buffered events with ids above ``N`` (after a gap marker if some were evicted). If
-        the run is closed, the queue gets (that replay and) ``done`` at once and is not
-        registered. Unsubscribe when done reading.
+        (``RuntimeError`` if no loop is running and none is bound, or the bound one is closed).
+        With ``last_event_id=N`` the queue first gets the buffered events with ids above ``N``,
+        after a gap marker if some of them were evicted, or if ``N`` is beyond the run's newest
+        id (the ids come from a forgotten run of the same id, or from another broker). If the
+        run is closed, the queue gets (that replay and) ``done`` at once and is not registered.
+        Unsubscribe when done reading.
         """
-        if last_event_id is not None:
-            if isinstance(last_event_id, bool) or not isinstance(last_event_id, int):
-                raise TypeError(
-                    f"last_event_id must be an int or None, got {type(last_event_id).__name__}"
-                )
-            if last_event_id < 0:
-                raise ValueError(f"last_event_id must be >= 0, got {last_event_id}")
+        _check_last_event_id(last_event_id)
         try:
             running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
         except RuntimeError:
             running = None
         queue = EventQueue()
         with self._lock:
+            run = self._lookup_locked(run_id)
             if running is not None:
                 self._bind_locked(running)
-            elif self._loop is None:
+            elif self._loop is None or self._loop.is_closed():
+                state = "none is bound" if self._loop is None else "the bound one is closed"
                 raise RuntimeError(
                     "subscribe() must be called on the event loop thread (no loop is running "
-                    "here and none is bound)"
+                    f"here and {state})"
                 )
-            run = self._lookup_locked(run_id)
-            items = [] if run is None else self._replay_locked(run, last_event_id)
+            items = self._replay_locked(run, last_event_id)
             if len(items) > self._max_backlog:
                 del items[self._max_backlog :]
                 items.append(overflow_marker(self._max_backlog))
@@ -280,9 +315,16 @@ class RunBroker:
             queue.put_batch(items)
         return queue
 
-    def _replay_locked(self, run: _Run, last_event_id: int | None) -> list[Event]:
-        if last_event_id is None or last_event_id >= run.last_id:
+    def _replay_locked(self, run: _Run | None, last_event_id: int | None) -> list[Event]:
+        if last_event_id is None:
             return []
+        last_id = 0 if run is None else run.last_id
+        if last_event_id >= last_id:
+            if last_event_id == last_id:
+                return []
+            # The client saw ids this run never gave: the events it is missing are not here.
+            return [gap_marker(last_event_id, last_id + 1)]
+        assert run is not None
         buffered = run.replay
         first_id: int = buffered[0]["id"]
         if last_event_id < first_id - 1:
@@ -310,8 +352,9 @@ class RunBroker:
         """``async with broker.subscription(run_id) as sub: async for item in sub: ...``
 
         Subscribes on entry, yields every item up to and including the terminal one, and
-        unsubscribes on exit, error or cancellation.
+        unsubscribes on exit, error or cancellation. A bad ``last_event_id`` raises here.
         """
+        _check_last_event_id(last_event_id)
         return Subscription(self, run_id, last_event_id)
 
     # -- the loop side ----------------------------------------------------------------------
@@ -323,6 +366,8 @@ class RunBroker:
             self._flush_scheduled = False
             for run in dirty:
                 run.dirty = False
+                if run.closed:
+                    self._closed_dirty -= 1
                 events = run.pending
                 run.pending = []
                 subscribers = self._subscribers.get(run.run_id)
@@ -332,19 +377,23 @@ class RunBroker:
                 self._evict_locked(self._clock())
 
     def _fan_out_locked(
-        self, run: _Run, events: list[Event], subscribers: dict[EventQueue, int]
+        self, run: _Run, events: list[Event], subscribers: dict[EventQueue, int | list[Event]]
     ) -> None:
         first_id = events[0]["id"] if events else 0
         limit = self._max_backlog
         for queue, after in list(subscribers.items()):
-            # Events up to `after` were pending when this subscriber arrived: it already has
-            # them (replay) or must not get them (live only).
-            if after < first_id:
+            items: list[Event]
+            cut_off = False
+            if isinstance(after, list):
+                items, cut_off = after, True
+            elif after < first_id:
                 items = events
             else:
+                # Events up to `after` were pending when this subscriber arrived: it already
+                # has them (replay) or must not get them (live only).
                 items = events[bisect_right(events, after, key=_event_id) :]
             room = limit - queue.qsize()
-            if len(items) > room:
+            if cut_off or len(items) > room:
                 # max(): a reader that put items of its own into the queue must not make the
                 # slice count from the end.
                 items = items[: max(room, 0)]
@@ -353,9 +402,31 @@ class RunBroker:
                 self._overflowed += 1
             elif run.closed:
                 items = [*items, done_marker()]
-            queue.put_batch(items)
+            try:
+                queue.put_batch(items)
+            except Exception:
+                # The reader shut its queue down: it has left, whatever it was owed.
+                subscribers.pop(queue, None)
         if run.closed or not subscribers:
             del self._subscribers[run.run_id]
+
+    def _flush_overdue_locked(self, run: _Run) -> None:
+        """The loop has not flushed ``run`` for a multiple of ``max_backlog`` events."""
+        self._check_loop_locked()
+        subscribers = self._subscribers.get(run.run_id)
+        limit = self._max_backlog
+        pending = run.pending
+        if subscribers is None or len(pending) < 2 * limit:
+            return
+        # A subscriber owed more than `limit` of these events overflows at the next flush,
+        # whatever it reads meanwhile; it keeps the items it gets before the marker. Everyone
+        # else is owed only events among the last `limit`.
+        for queue, after in subscribers.items():
+            if not isinstance(after, list):
+                start = bisect_right(pending, after, key=_event_id)
+                if len(pending) - start > limit:
+                    subscribers[queue] = pending[start : start + limit]
+        del pending[:-limit]
 
     def _check_loop_locked(self) -> None:
         if self._loop is not None and self._loop.is_closed():
@@ -396,18 +467,23 @@ class RunBroker:
         return now - run.closed_at >= self._retain_seconds
 
     def _evict_locked(self, now: float) -> None:
+        if self._closed_dirty:
+            # A done that a closed loop will never deliver must not keep its run.
+            self._check_loop_locked()
         closed = self._closed
-        while closed:
-            run = next(iter(closed.values()))
-            if len(closed) <= self._retain_runs and not self._expired(run, now):
-                return
+        excess = len(closed) - self._closed_dirty - self._retain_runs
+        evicted: list[_Run] = []
+        for run in closed.values():
+            if excess <= 0 and not self._expired(run, now):
+                break
             if run.dirty:
-                # Its done is still pending: it keeps its place (and so do the runs closed
-                # after it) until the flush delivers it, unless the loop to run that is gone.
-                self._check_loop_locked()
-                if run.dirty:
-                    return
-            closed.popitem(last=False)
+                # Its done is still pending: it stays until the flush delivers it, and the runs
+                # behind it are evicted meanwhile.
+                continue
+            evicted.append(run)
+            excess -= 1
+        for run in evicted:
+            del closed[run.run_id]
             del self._runs[run.run_id]
             self._forgotten += 1
             self._emitted_forgotten += run.last_id

@@ -58,10 +58,15 @@ class EventQueue(asyncio.Queue[Event]):
 
     async def get(self) -> Event:
         """Remove and return the next item, waiting while the queue is empty."""
-        if self._queue:
-            # The common case of a reader behind a batch: asyncio.Queue.get's empty() and
-            # get_nowait() calls would cost as much again as the rest of the read.
-            return self._get()
+        queue = self._queue
+        if queue:
+            # The common case of a reader behind a batch, inlined (it is _get below): the
+            # empty() and get_nowait() calls of asyncio.Queue.get, or even one call to _get,
+            # would cost as much as the rest of the read.
+            item = queue.popleft()
+            if queue and self._getters:
+                self._wakeup_next(self._getters)
+            return item
         return await super().get()
 
     def _get(self) -> Event:

@@ -1,4 +1,4 @@
-"""The fan-out benchmark runs (``--quick``) and prints every row; no timing is asserted."""
+"""The benchmarks run (``--quick``) and print every row; no timing is asserted."""
 
 from __future__ import annotations
 
@@ -23,7 +23,27 @@ def test_the_quick_fanout_benchmark_prints_every_row(
         "(d) us/emit, 10 subscribers",
         "(d) us/emit, 100 subscribers",
         "(d) us/emit at 100 / at 1 subscriber(s)",
+        "(e) peak MiB, 1,000 runs closed",
         "(e) peak MiB, 5,000 runs closed",
+    ):
+        assert row in table, f"missing row {row!r} in:\n{table}"
+
+
+def test_the_quick_scheduler_benchmark_prints_every_row(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1]))
+    from bench.__main__ import main
+
+    assert main(["scheduler", "--quick"]) == 0
+    table = capsys.readouterr().out
+    for row in (
+        "(f) switch points/s, 1 thread, RunToCompletion",
+        "(f) switch points/s, 2 threads alternating",
+        "(f) the same lines untraced",
+        "(g) examples/s, RunBrokerMachine vs broker:RunBroker",
+        "(g) switch points per example",
+        "(g) switch points/s over the whole machine run",
     ):
         assert row in table, f"missing row {row!r} in:\n{table}"
 

@@ -50,6 +50,19 @@ def emit_many(broker: RunBroker, run_id: str, producer: int, count: int) -> None
 
 
 @pytest.mark.asyncio
+async def test_subscribe_returns_an_asyncio_queue_of_plain_dicts_ending_with_done() -> None:
+    broker = RunBroker()
+    queue = broker.subscribe("run")
+    assert isinstance(queue, asyncio.Queue)
+    in_thread(broker.emit, "run", {"n": 1})
+    in_thread(broker.close, "run")
+    items = [await queue.get(), await queue.get()]
+    assert items == [{"n": 1, "id": 1}, {"type": "done"}]
+    assert all(type(item) is dict for item in items)
+    assert queue.empty()
+
+
+@pytest.mark.asyncio
 async def test_ids_count_from_1_per_run_and_are_added_to_a_copy() -> None:
     broker = RunBroker()
     queue = broker.subscribe("a")
@@ -260,3 +273,28 @@ async def test_the_loop_is_woken_once_per_batch_whatever_the_number_of_subscribe
     await loop_step()
     for queue in queues:
         assert len(drain(queue)) == 111
+
+
+@pytest.mark.asyncio
+async def test_regression_a_queue_that_refuses_items_is_forgotten_and_others_still_get_theirs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    broker = RunBroker()
+    refusing = broker.subscribe("a")
+    same_run = broker.subscribe("a")
+    other_run = broker.subscribe("b")
+    if hasattr(refusing, "shutdown"):  # Python 3.13+: the reader shut its queue down
+        refusing.shutdown()
+    else:
+
+        def refuse(items: list[dict[str, Any]]) -> None:
+            raise RuntimeError("this queue takes no more items")
+
+        monkeypatch.setattr(refusing, "put_batch", refuse)
+    for round_ in range(2):
+        in_thread(broker.emit, "a", {"n": round_})
+        in_thread(broker.emit, "b", {"n": round_})
+        await loop_step()
+        assert [event["n"] for event in drain(same_run)] == [round_]
+        assert [event["n"] for event in drain(other_run)] == [round_]
+    assert broker.n_subscribers("a") == 1

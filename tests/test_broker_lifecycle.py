@@ -69,6 +69,32 @@ def test_non_positive_sizes_are_rejected_by_name(name: str, value: int) -> None:
         RunBroker(**{name: value})
 
 
+def test_a_nan_retention_window_is_rejected() -> None:
+    with pytest.raises(ValueError, match="retain_closed_seconds"):
+        RunBroker(retain_closed_seconds=float("nan"))
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("replay_size", 2.5),
+        ("replay_size", "3"),
+        ("max_backlog", True),
+        ("max_backlog", 1.5),
+        ("retain_closed_runs", None),
+        ("retain_closed_seconds", "60"),
+        ("retain_closed_seconds", True),
+        ("clock", 5.0),
+    ],
+)
+def test_regression_arguments_of_the_wrong_type_are_rejected_by_name(
+    name: str, value: object
+) -> None:
+    # Accepted, replay_size=2.5 made the first emit raise in the producer thread.
+    with pytest.raises(TypeError, match=name):
+        RunBroker(**{name: value})  # type: ignore[arg-type]
+
+
 def test_the_package_has_a_default_instance_and_its_helpers() -> None:
     assert isinstance(package.default_broker, RunBroker)
     assert package.done_marker() == {"type": "done"}
@@ -110,6 +136,39 @@ def test_bind_loop_twice_with_different_open_loops_raises(
     try:
         with pytest.raises(ValueError, match="bound"):
             broker.bind_loop(other)
+    finally:
+        other.close()
+
+
+def test_regression_bind_loop_rejects_what_is_not_an_event_loop() -> None:
+    broker = RunBroker()
+    with pytest.raises(TypeError, match="event loop, got object"):
+        broker.bind_loop(object())  # type: ignore[arg-type]
+    loop = asyncio.new_event_loop()
+    try:
+        broker.bind_loop(loop)  # nothing was bound by the bad call
+    finally:
+        loop.close()
+
+
+def test_regression_subscribe_outside_a_loop_with_the_bound_loop_closed_says_so() -> None:
+    loop = asyncio.new_event_loop()
+    broker = RunBroker()
+    broker.bind_loop(loop)
+    loop.close()
+    with pytest.raises(RuntimeError, match="the bound one is closed"):
+        broker.subscribe("run")
+    assert broker.n_subscribers("run") == 0
+
+
+@pytest.mark.asyncio
+async def test_regression_subscribe_with_an_unhashable_run_id_binds_no_loop() -> None:
+    broker = RunBroker()
+    with pytest.raises(TypeError, match="run_id must be hashable"):
+        broker.subscribe(["a", "list"])  # type: ignore[arg-type]
+    other = asyncio.new_event_loop()
+    try:
+        broker.bind_loop(other)  # ValueError if the failed subscribe had bound the running loop
     finally:
         other.close()
 
@@ -310,6 +369,43 @@ async def test_a_closed_run_is_not_forgotten_before_its_done_is_delivered() -> N
     assert drain(queue) == [{"type": "done"}]
     assert not broker.is_done("first")
     assert broker.is_done("second")
+
+
+def test_regression_a_pending_done_does_not_hold_up_the_eviction_of_later_runs(
+    idle_loop: asyncio.AbstractEventLoop,
+) -> None:
+    # The bound loop is open but does not run (stalled, or stopped and not closed), so the done
+    # of "stuck" stays pending: that run stays, but the runs closed after it are still evicted.
+    broker = RunBroker(retain_closed_runs=2)
+    broker.bind_loop(idle_loop)
+    stuck = broker.subscribe("stuck")
+    broker.close("stuck")
+    for index in range(10):
+        broker.close(f"run-{index}")
+    assert [broker.is_done(f"run-{index}") for index in range(10)] == [False] * 8 + [True] * 2
+    assert broker.is_done("stuck")
+    assert broker.stats().closed_runs == 3
+    idle_loop.run_until_complete(loop_step())  # the loop runs again: done is delivered
+    assert drain(stuck) == [{"type": "done"}]
+    assert not broker.is_done("stuck")
+    assert broker.stats().closed_runs == 2
+
+
+def test_regression_a_pending_done_does_not_hold_up_time_based_eviction(
+    idle_loop: asyncio.AbstractEventLoop,
+) -> None:
+    clock = FakeClock()
+    broker = RunBroker(retain_closed_seconds=60, clock=clock)
+    broker.bind_loop(idle_loop)
+    broker.subscribe("stuck")
+    broker.close("stuck")
+    broker.close("old")
+    clock.now += 60
+    broker.close("new")
+    assert not broker.is_done("old")
+    assert broker.is_done("stuck")
+    assert broker.is_done("new")
+    assert broker.stats().closed_runs == 2
 
 
 def test_memory_stays_bounded_over_many_runs() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -34,6 +35,14 @@ def emit_in_thread(broker: RunBroker, run_id: str, count: int) -> None:
 
 
 OVERFLOW = {"type": "overflow", "limit": 3}
+
+
+@pytest.fixture
+def idle_loop() -> Iterator[asyncio.AbstractEventLoop]:
+    """A loop that runs only when the test says so: a stalled loop until then."""
+    loop = asyncio.new_event_loop()
+    yield loop
+    loop.close()
 
 
 @pytest.mark.asyncio
@@ -118,3 +127,24 @@ async def test_producers_never_block_on_a_subscriber_that_stopped_reading() -> N
     await loop_step()
     assert stalled.qsize() == 11
     assert broker.stats().emitted == 1000
+
+
+def test_regression_a_stalled_loop_costs_at_most_two_backlogs_of_pending_events(
+    idle_loop: asyncio.AbstractEventLoop,
+) -> None:
+    broker = RunBroker(max_backlog=3, replay_size=3)
+    broker.bind_loop(idle_loop)
+    behind = broker.subscribe("run")
+    leaving = broker.subscribe("run")
+    emit_in_thread(broker, "run", 50)
+    broker.unsubscribe("run", leaving)
+    late = broker.subscribe("run")
+    emit_in_thread(broker, "run", 2)
+    assert len(broker._runs["run"].pending) <= 6
+    idle_loop.run_until_complete(loop_step())  # the loop runs again: the flush
+    # What each subscriber gets is what an unbounded pending list would have given it.
+    assert drain(behind) == [{"n": 0, "id": 1}, {"n": 1, "id": 2}, {"n": 2, "id": 3}, OVERFLOW]
+    assert drain(leaving) == []
+    assert [item["id"] for item in drain(late)] == [51, 52]
+    assert broker.n_subscribers("run") == 1
+    assert broker.stats().overflowed == 1

@@ -1,4 +1,4 @@
-"""One named regression test per defect of the original design (issue 2, "Why").
+"""One named regression test per defect of the original design (the broker's first version).
 
 Each test runs against ``RunBroker`` and against the original design (``bench/original.py``),
 where it is expected to fail (strict xfail): that is the proof it catches the defect it names.

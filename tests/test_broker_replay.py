@@ -76,15 +76,38 @@ async def test_no_gap_marker_when_the_buffer_starts_right_after_n() -> None:
 
 
 @pytest.mark.asyncio
-async def test_n_at_or_past_the_newest_id_gets_live_events_only() -> None:
+async def test_n_at_the_newest_id_gets_live_events_only() -> None:
     broker = RunBroker()
     broker.emit("run", {"n": 1})
     up_to_date = broker.subscribe("run", last_event_id=1)
-    ahead = broker.subscribe("run", last_event_id=9)
-    assert drain(up_to_date) == drain(ahead) == []
+    assert drain(up_to_date) == []
     broker.emit("run", {"n": 2})
     await loop_step()
-    assert ids(drain(up_to_date)) == ids(drain(ahead)) == [2]
+    assert ids(drain(up_to_date)) == [2]
+
+
+@pytest.mark.asyncio
+async def test_n_past_the_newest_id_gets_a_gap_marker_then_live_events() -> None:
+    broker = RunBroker()
+    broker.emit("run", {"n": 1})
+    ahead = broker.subscribe("run", last_event_id=9)
+    assert drain(ahead) == [{"type": "gap", "last_event_id": 9, "first_available_id": 2}]
+    broker.emit("run", {"n": 2})
+    await loop_step()
+    assert ids(drain(ahead)) == [2]
+
+
+@pytest.mark.asyncio
+async def test_regression_resuming_a_forgotten_run_gets_a_gap_marker_not_silence() -> None:
+    # The run closed and was forgotten while the page was away; the reconnect must learn that
+    # it has to resync, instead of waiting for a done that will never come.
+    broker = RunBroker(retain_closed_runs=1)
+    for n in range(1, 4):
+        broker.emit("run", {"n": n})
+    broker.close("run")
+    broker.close("another run")  # "run" is forgotten
+    items = drain(broker.subscribe("run", last_event_id=3))
+    assert items == [{"type": "gap", "last_event_id": 3, "first_available_id": 1}]
 
 
 @pytest.mark.asyncio
@@ -99,10 +122,20 @@ async def test_replay_of_a_recently_closed_run_is_the_events_after_n_then_done()
 
 
 @pytest.mark.asyncio
-async def test_replay_of_an_unknown_run_is_empty_and_then_live() -> None:
+async def test_replay_of_an_unknown_run_from_0_is_empty_and_then_live() -> None:
+    broker = RunBroker()
+    queue = broker.subscribe("new", last_event_id=0)
+    assert drain(queue) == []
+    broker.emit("new", {"n": 1})
+    await loop_step()
+    assert ids(drain(queue)) == [1]
+
+
+@pytest.mark.asyncio
+async def test_replay_of_an_unknown_run_from_n_is_a_gap_marker_then_live() -> None:
     broker = RunBroker()
     queue = broker.subscribe("new", last_event_id=5)
-    assert drain(queue) == []
+    assert drain(queue) == [{"type": "gap", "last_event_id": 5, "first_available_id": 1}]
     broker.emit("new", {"n": 1})
     await loop_step()
     assert ids(drain(queue)) == [1]
@@ -132,3 +165,14 @@ async def test_a_bad_last_event_id_is_rejected_before_anything_changes(
     with pytest.raises(error, match="last_event_id"):
         broker.subscribe("run", last_event_id=value)
     assert broker.n_subscribers("run") == 0
+
+
+@pytest.mark.parametrize(
+    ("value", "error"), [("3", TypeError), (True, TypeError), (1.0, TypeError), (-1, ValueError)]
+)
+def test_regression_subscription_rejects_a_bad_last_event_id_where_it_is_called(
+    value: Any, error: type[Exception]
+) -> None:
+    # Not later, at `async with`, far from the code that passed it.
+    with pytest.raises(error, match="last_event_id"):
+        RunBroker().subscription("run", last_event_id=value)
