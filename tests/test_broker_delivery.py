@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections import OrderedDict, defaultdict
 from collections.abc import Callable
 from typing import Any
 
@@ -75,6 +76,18 @@ async def test_ids_count_from_1_per_run_and_are_added_to_a_copy() -> None:
     assert drain(queue) == [{"step": 1, "id": 1}, {"step": 2, "id": 2}]
     assert drain(other) == [{"step": 1, "id": 1}]
     assert original == {"step": 1}
+
+
+@pytest.mark.asyncio
+async def test_an_event_of_a_dict_subclass_is_delivered_as_a_plain_dict() -> None:
+    broker = RunBroker()
+    queue = broker.subscribe("run")
+    broker.emit("run", OrderedDict(n=1))
+    broker.emit("run", defaultdict(list, n=2))
+    await loop_step()
+    items = drain(queue)
+    assert items == [{"n": 1, "id": 1}, {"n": 2, "id": 2}]
+    assert [type(item) for item in items] == [dict, dict]
 
 
 @pytest.mark.asyncio
