@@ -8,10 +8,18 @@ The profile comes from ``--hypothesis-profile``, else ``HYPOTHESIS_PROFILE``, el
 ``nightly``  random, 20 times the examples of ``ci``, database on, for scheduled runs;
 ``repro``    the generation settings of ``dev`` without derandomizing, so ``--hypothesis-seed``
              replays a run exactly; verbose; no database.
+
+Every profile prints the ``@reproduce_failure`` blob of a failure (``print_blob``).
+
+``stateful.plugin`` adds ``--broker-impl`` and the ``REPRO:`` line. The rest of the pytest
+set-up is in ``pyproject.toml``: pytest-timeout's backstop (thread method, so a hang anywhere
+ends the run with every thread's stack) and the warning filters that make an exception in any
+thread, or an unraisable one, fail the test during which it happened.
 """
 
 import os
 
+import pytest
 from hypothesis import HealthCheck, Verbosity, settings
 
 pytest_plugins = ["stateful.plugin"]
@@ -31,4 +39,11 @@ settings.register_profile("nightly", _common, max_examples=20 * CI_EXAMPLES)
 settings.register_profile(
     "repro", _common, max_examples=60, database=None, verbosity=Verbosity.verbose
 )
-settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
+PROFILES = ("dev", "ci", "nightly", "repro")
+
+_chosen = os.environ.get("HYPOTHESIS_PROFILE", "dev")
+if _chosen not in PROFILES:
+    raise pytest.UsageError(
+        f"HYPOTHESIS_PROFILE={_chosen!r} is not a profile of this project: {', '.join(PROFILES)}"
+    )
+settings.load_profile(_chosen)

@@ -14,7 +14,11 @@ Options:
 When the Hypothesis profile is not derandomized, a seed is chosen up front (or taken from
 ``--hypothesis-seed``), shown in the header, and given to every stateful test through the
 ``stateful_seed`` fixture. After the run, each failed test marked ``stateful`` gets a line
-``REPRO: pytest '<node id>' ...`` in the terminal summary that reruns exactly that example.
+``REPRO: pytest '<node id>' ...`` in the terminal summary that reruns it with the same
+implementation, options and generation: the profile alone for a derandomized profile, else the
+seed (with the ``repro`` profile in place of ``dev``: same sizes, verbose, no database). A
+failure that ``dev`` replayed from the local example database was found under an earlier seed;
+the ``@reproduce_failure`` blob Hypothesis prints beside it reproduces any failure exactly.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from hypothesis import settings as hypothesis_settings
 
 from stateful import config as suite_config
 from stateful.impl import configured_spec
+from stateful.runtime import DEFAULT_WATCHDOG_SECONDS
 
 _failed: list[str] = []
 _state: dict[str, object] = {}
@@ -51,31 +56,41 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--watchdog",
         type=float,
-        default=suite_config.settings.watchdog_seconds,
+        default=DEFAULT_WATCHDOG_SECONDS,
         metavar="SECONDS",
         help="fail a thread that runs this long without reaching a switch point",
     )
 
 
-@pytest.hookimpl(tryfirst=True)
+# After Hypothesis's own plugin, so that the profile ``--hypothesis-profile`` names is loaded.
+@pytest.hookimpl(trylast=True)
 def pytest_configure(config: pytest.Config) -> None:
+    _failed.clear()
+    watchdog = config.getoption("watchdog")
+    if watchdog <= 0:
+        raise pytest.UsageError(f"--watchdog must be a positive number of seconds, not {watchdog}")
     suite_config.settings.broker_impl = config.getoption("broker_impl")
     suite_config.settings.trace_modules = tuple(config.getoption("trace_module"))
-    suite_config.settings.watchdog_seconds = config.getoption("watchdog")
+    suite_config.settings.watchdog_seconds = watchdog
     try:
         suite_config.load_impl()
     except (ImportError, ValueError) as error:
         raise pytest.UsageError(f"--broker-impl / BROKER_IMPL: {error}") from error
-    profile = (
+    _state["profile"] = (
         config.getoption("hypothesis_profile", None)
         or hypothesis_settings.get_current_profile_name()
     )
-    _state["profile"] = profile
-    if hypothesis_settings.get_profile(profile).derandomize:
+    if hypothesis_settings().derandomize:
         _state["seed"] = None
         return
     given = config.getoption("hypothesis_seed", None)
-    _state["seed"] = int(given) if given is not None else random.SystemRandom().randrange(2**32)
+    if given is None:
+        _state["seed"] = random.SystemRandom().randrange(2**32)
+        return
+    try:
+        _state["seed"] = int(given)
+    except ValueError:
+        raise pytest.UsageError(f"--hypothesis-seed must be an integer, not {given!r}") from None
 
 
 def pytest_report_header(config: pytest.Config) -> str:
@@ -117,6 +132,9 @@ def repro_command(nodeid: str, config: pytest.Config) -> str:
         parts.append(f"--hypothesis-seed={seed}")
     parts.append(f"--broker-impl={configured_spec(config.getoption('broker_impl'))}")
     parts.extend(f"--trace-module={name}" for name in config.getoption("trace_module"))
+    watchdog = config.getoption("watchdog")
+    if watchdog != DEFAULT_WATCHDOG_SECONDS:
+        parts.append(f"--watchdog={watchdog}")
     return shlex.join(parts)
 
 
