@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import re
+import signal
+import sys
 from collections.abc import AsyncIterator, Iterator
 
 import httpx
@@ -11,7 +15,7 @@ from sse_support import LiveServer, open_stream
 
 from broker.demo.app import create_app
 
-pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(30)]
+pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(120)]
 
 RUN_EVENT_TYPES = {"status", "token", "tool_call", "tool_result"}
 
@@ -24,7 +28,7 @@ def server() -> Iterator[LiveServer]:
 
 @pytest_asyncio.fixture
 async def client(server: LiveServer) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=server.url, timeout=10.0) as http:
+    async with httpx.AsyncClient(base_url=server.url, timeout=30.0) as http:
         yield http
 
 
@@ -88,3 +92,33 @@ async def test_unknown_run_is_404(client: httpx.AsyncClient, method: str, path: 
     response = await client.request(method, f"/runs/nosuchrun{path}")
     assert response.status_code == 404
     assert "no run 'nosuchrun'" in response.text
+
+
+async def test_the_one_command_serves_the_demo_on_loopback() -> None:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "broker.demo",
+        "--port",
+        "0",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert process.stdout is not None
+        line = (await asyncio.wait_for(process.stdout.readline(), 60)).decode()
+        found = re.fullmatch(r"runbroker demo: open (http://127\.0\.0\.1:\d+/)\n", line)
+        assert found, line
+        async with httpx.AsyncClient(base_url=found[1], timeout=30.0) as http:
+            assert "new EventSource(" in (await http.get("/")).text
+            run_id = await start_run(http, "events=5&interval_ms=0")
+            stream = await open_stream(http, f"/runs/{run_id}/events?last_event_id=0")
+            *events, done = await stream.rest()
+        assert [frame.id for frame in events] == [1, 2, 3, 4, 5]
+        assert done.event == "done"
+        process.send_signal(signal.SIGINT)
+        assert await asyncio.wait_for(process.wait(), 60) == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()

@@ -22,7 +22,7 @@ from starlette.routing import Route
 from broker import RunBroker
 from broker.sse import sse_response
 
-pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(30)]
+pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(120)]
 
 RUN = "run-1"
 
@@ -51,7 +51,7 @@ def serve() -> Iterator[Callable[..., LiveServer]]:
 
 
 def http_client() -> httpx.AsyncClient:
-    return httpx.AsyncClient(timeout=10.0, limits=httpx.Limits(max_connections=None))
+    return httpx.AsyncClient(timeout=30.0, limits=httpx.Limits(max_connections=None))
 
 
 def url(server: LiveServer, query: str = "") -> str:
@@ -211,10 +211,15 @@ async def test_client_that_stops_reading_is_cut_off_with_bounded_backlog(
             emitted += 1
             broker.emit(RUN, {"type": "blob", "data": blob})
             assert (await healthy.next()).id == emitted
+        # The broker let the stalled client go: it queues nothing more for it, so what the server
+        # holds for it stays at most max_backlog events however long the run goes on.
+        stats = broker.stats()
+        assert (stats.subscribers, stats.overflowed) == (1, 1)
         assert broker.n_subscribers(RUN) == 1
         broker.close(RUN)
         healthy_rest = await healthy.rest()
         stalled_frames = await stalled.rest()
+    assert broker.stats().subscribers == 0
     assert len(healthy_rest) == 1
     assert_done(healthy_rest[0])
     # The stalled client gets an unbroken prefix, then overflow as the very last frame.
@@ -251,38 +256,40 @@ async def test_keepalive_is_a_comment_without_id(serve: Callable[..., LiveServer
 @pytest.mark.parametrize(
     ("headers", "query", "message"),
     [
+        # The parsing itself is covered in test_sse_format; these check what reaches the client.
         ({"Last-Event-ID": "abc"}, "", "Last-Event-ID header must be a non-negative decimal"),
-        ({"Last-Event-ID": "-1"}, "", "got '-1'"),
-        ({"Last-Event-ID": "+1"}, "", "got '+1'"),
-        ({"Last-Event-ID": "1.0"}, "", "got '1.0'"),
-        ({"Last-Event-ID": "0x10"}, "", "got '0x10'"),
         ({"Last-Event-ID": "1" * 19}, "", "at most 18 digits"),
-        ({"Last-Event-ID": "3"}, "", None),
-        ({}, "?last_event_id=", "last_event_id query parameter must be a non-negative decimal"),
-        ({}, "?last_event_id=5%20", "got '5 '"),
-        ({}, "?last_event_id=%EF%BC%95", "got '\uff15'"),
+        ({}, "?last_event_id=5%20", "last_event_id query parameter must be a non-negative"),
         ({}, "?last_event_id=1&last_event_id=2", "last_event_id query parameter given 2 times"),
-        # The header wins; the query of the first connection is then not even looked at.
-        ({"Last-Event-ID": "3"}, "?last_event_id=bogus", None),
     ],
 )
-async def test_last_event_id_is_parsed_strictly(
-    serve: Callable[..., LiveServer], headers: dict[str, str], query: str, message: str | None
+async def test_bad_resume_point_is_a_400_and_subscribes_nothing(
+    serve: Callable[..., LiveServer], headers: dict[str, str], query: str, message: str
 ) -> None:
     broker = RunBroker()
     server = serve(broker)
     emit_tokens(broker, 1, 4)
     async with http_client() as client:
-        if message is None:
-            stream = await open_stream(client, url(server, query), headers=headers)
-            assert_tokens([await stream.next()], 4, 4)
-            await stream.close()
-            return
         response = await client.get(url(server, query), headers=headers)
     assert response.status_code == 400
     assert response.headers["content-type"].startswith("text/plain")
     assert message in response.text
-    assert broker.n_subscribers(RUN) == 0
+    assert broker.stats().subscribers == 0
+
+
+async def test_header_wins_over_the_first_connections_query(
+    serve: Callable[..., LiveServer],
+) -> None:
+    broker = RunBroker()
+    server = serve(broker)
+    emit_tokens(broker, 1, 4)
+    async with http_client() as client:
+        # A malformed query is not even looked at when the header is there.
+        stream = await open_stream(
+            client, url(server, "?last_event_id=bogus"), headers={"Last-Event-ID": "3"}
+        )
+        assert_tokens([await stream.next()], 4, 4)
+        await stream.close()
 
 
 async def test_repeated_last_event_id_header_is_rejected(serve: Callable[..., LiveServer]) -> None:

@@ -184,3 +184,70 @@ def test_bad_options_are_rejected(options: dict[str, Any], message: str) -> None
 def test_json_is_compact_and_keeps_key_order() -> None:
     data = parse_block(format_event({"b": 1, "a": [1, 2], "id": 3}).decode()[:-2]).get("data")
     assert data == json.dumps({"b": 1, "a": [1, 2], "id": 3}, separators=(",", ":"))
+
+
+def strict_json(data: str) -> Any:
+    """Parse as a browser's ``JSON.parse`` would: NaN and Infinity are not JSON."""
+
+    def reject(constant: str) -> None:
+        raise AssertionError(f"{constant} is not JSON")
+
+    return json.loads(data, parse_constant=reject)
+
+
+def data_of(event: dict[Any, Any]) -> Any:
+    frame = format_event(event).decode("ascii")
+    assert frame.endswith("\n\n") and "\n\n" not in frame[:-2]
+    return strict_json(parse_block(frame[:-2]).get("data") or "")
+
+
+def test_values_strict_json_cannot_hold_become_strings() -> None:
+    cycle: list[Any] = [1]
+    cycle.append(cycle)
+    event = {
+        "type": "score",
+        "nan": float("nan"),
+        "inf": [float("inf"), -float("inf"), 1.5],
+        "huge": 10**5000,
+        "keys": {(1, 2): "tuple", None: "none", True: "bool", 2.5: "float", float("nan"): "nan"},
+        "cycle": cycle,
+        "obj": object,
+        "id": 4,
+    }
+    assert data_of(event) == {
+        "type": "score",
+        "nan": "nan",
+        "inf": ["inf", "-inf", 1.5],
+        "huge": hex(10**5000),
+        "keys": {"(1, 2)": "tuple", "null": "none", "true": "bool", "2.5": "float", "nan": "nan"},
+        "cycle": [1, "<circular reference>"],
+        "obj": "<class 'object'>",
+        "id": 4,
+    }
+
+
+anything = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    # Too long for int-to-decimal conversion.
+    | st.integers(0, 9).map(lambda n: n - 10**5000)
+    | st.floats()
+    | st.text()
+    | st.builds(object),
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.lists(inner, max_size=3).map(tuple)
+        | st.dictionaries(
+            st.text() | st.integers() | st.floats() | st.tuples(st.integers()), inner, max_size=3
+        )
+    ),
+    max_leaves=10,
+)
+
+
+@given(st.dictionaries(st.text(), anything, max_size=4))
+def test_any_event_makes_one_frame_of_strict_json(payload: dict[str, Any]) -> None:
+    data = data_of({**payload, "type": "x", "id": 1})
+    assert data["id"] == 1
+    assert data.keys() == {*payload, "type", "id"}

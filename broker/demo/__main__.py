@@ -1,8 +1,13 @@
-"""Run the demo server: ``python -m broker.demo [--host 127.0.0.1] [--port 8000]``."""
+"""Run the demo server: ``python -m broker.demo [--host 127.0.0.1] [--port 8000]``.
+
+It prints the page's address (with the real port, also for ``--port 0``) once it is listening.
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import socket
 
 import uvicorn
 
@@ -17,14 +22,28 @@ def main(argv: list[str] | None = None) -> None:
         "--host", default="127.0.0.1", help="interface to bind (default: %(default)s)"
     )
     parser.add_argument(
-        "--port", type=int, default=8000, help="port to bind (default: %(default)s)"
+        "--port",
+        type=int,
+        default=8000,
+        help="port to bind, 0 for any free one (default: %(default)s)",
     )
     args = parser.parse_args(argv)
-    host = f"[{args.host}]" if ":" in args.host else args.host
-    print(f"runbroker demo: open http://{host}:{args.port}/")
+    ipv6 = ":" in args.host
+    # Binding here, not in uvicorn, lets the address printed below carry the real port.
+    host = f"[{args.host}]" if ipv6 else args.host
+    try:
+        sock = socket.create_server(
+            (args.host, args.port), family=socket.AF_INET6 if ipv6 else socket.AF_INET
+        )
+    except OSError as exc:
+        parser.error(f"cannot listen on {host}:{args.port}: {exc.strerror or exc}")
+    print(f"runbroker demo: open http://{host}:{sock.getsockname()[1]}/", flush=True)
     # Open streams would otherwise hold Ctrl-C until their runs end; after this many seconds they
     # are cancelled, which releases their subscriptions.
-    uvicorn.run(create_app(), host=args.host, port=args.port, timeout_graceful_shutdown=3)
+    config = uvicorn.Config(create_app(), timeout_graceful_shutdown=3)
+    # uvicorn shuts down cleanly on Ctrl-C, then re-raises it.
+    with contextlib.suppress(KeyboardInterrupt):
+        uvicorn.Server(config).run(sockets=[sock])
 
 
 if __name__ == "__main__":
