@@ -19,6 +19,7 @@ implementation, options and generation: the profile alone for a derandomized pro
 seed (with the ``repro`` profile in place of ``dev``: same sizes, verbose, no database). A
 failure that ``dev`` replayed from the local example database was found under an earlier seed;
 the ``@reproduce_failure`` blob Hypothesis prints beside it reproduces any failure exactly.
+The free-running stress test gets the same line, labelled as not deterministic.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from stateful import config as suite_config
 from stateful.impl import configured_spec
 from stateful.runtime import DEFAULT_WATCHDOG_SECONDS
 
-_failed: list[str] = []
+_failed: list[tuple[str, bool]] = []
 _state: dict[str, object] = {}
 
 
@@ -116,7 +117,7 @@ def pytest_runtest_makereport(
     outcome = yield
     report = outcome.get_result()
     if report.failed and report.when == "call" and item.get_closest_marker("stateful"):
-        _failed.append(item.nodeid)
+        _failed.append((item.nodeid, item.get_closest_marker("stress") is not None))
 
 
 def repro_command(nodeid: str, config: pytest.Config) -> str:
@@ -139,5 +140,8 @@ def repro_command(nodeid: str, config: pytest.Config) -> str:
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    for nodeid in _failed:
-        terminalreporter.write_line(f"REPRO: {repro_command(nodeid, terminalreporter.config)}")
+    for nodeid, free_running in _failed:
+        # Free-running threads are not scheduled by the suite: the same seed draws the same
+        # steps, but the interleaving is up to the OS, so the line may need several runs.
+        label = "REPRO (free-running, not deterministic)" if free_running else "REPRO"
+        terminalreporter.write_line(f"{label}: {repro_command(nodeid, terminalreporter.config)}")
