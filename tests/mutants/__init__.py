@@ -46,6 +46,12 @@ CORRECT: tuple[str, ...] = (
     f"{_PACKAGE}.correct_module_lock:ModuleLockBroker",
     f"{_PACKAGE}.correct_per_run_locks:PerRunLockBroker",
     f"{_PACKAGE}.correct_batch_replay:BatchReplayBroker",
+    f"{_PACKAGE}.correct_pump_task:PumpTaskBroker",
+    f"{_PACKAGE}.correct_per_subscriber_locks:PerSubscriberLockBroker",
+    f"{_PACKAGE}.correct_coroutine_replay:CoroutineReplayBroker",
+    f"{_PACKAGE}.correct_defaultdict_sets:DefaultdictSetBroker",
+    f"{_PACKAGE}.correct_lazy_import_lock:LazyImportLockBroker",
+    f"{_PACKAGE}.correct_split_modules:SplitModulesBroker",
 )
 
 #: Mutants: the suite must fail each one with the invariant its docstring names.
@@ -67,6 +73,18 @@ MUTANTS: tuple[str, ...] = (
     f"{_PACKAGE}.mutant_replay_overlap:ReplayOverlapBroker",
     f"{_PACKAGE}.mutant_replay_hole:ReplayHoleBroker",
     f"{_PACKAGE}.mutant_overflow_silent_drop:OverflowSilentDropBroker",
+    f"{_PACKAGE}.mutant_pump_idle_unlocked:PumpIdleUnlockedBroker",
+    f"{_PACKAGE}.mutant_push_outside_lock:PushOutsideLockBroker",
+    f"{_PACKAGE}.mutant_coroutine_live_lookup:CoroutineLiveLookupBroker",
+    f"{_PACKAGE}.mutant_replay_gap_off_by_one:ReplayGapOffByOneBroker",
+    f"{_PACKAGE}.mutant_shared_id_counter:SharedIdCounterBroker",
+    f"{_PACKAGE}.mutant_overflow_drops_oldest:OverflowDropsOldestBroker",
+    f"{_PACKAGE}.mutant_unsubscribe_by_equality:UnsubscribeByEqualityBroker",
+    f"{_PACKAGE}.mutant_defaultdict_emit_leak:DefaultdictEmitLeakBroker",
+    f"{_PACKAGE}.mutant_weakset_unsubscribe_by_gc:WeakSetUnsubscribeByGcBroker",
+    f"{_PACKAGE}.mutant_put_from_producer_thread:PutFromProducerThreadBroker",
+    f"{_PACKAGE}.mutant_run_lock_created_twice:RunLockCreatedTwiceBroker",
+    f"{_PACKAGE}.mutant_split_modules_lock_race:SplitModulesLockRaceBroker",
 )
 
 
