@@ -25,9 +25,11 @@ class Settings:
 settings = Settings()
 
 
-def load_impl(spec: str | None = None) -> BrokerImpl:
-    """``spec``, or the configured implementation when it is None."""
-    return _load(spec or configured_spec(settings.broker_impl), settings.trace_modules)
+def load_impl(spec: str | None = None, trace_modules: tuple[str, ...] = ()) -> BrokerImpl:
+    """``spec``, or the configured implementation when it is None, tracing ``trace_modules``
+    besides the configured ones."""
+    modules = tuple(dict.fromkeys((*settings.trace_modules, *trace_modules)))
+    return _load(spec or configured_spec(settings.broker_impl), modules)
 
 
 @functools.cache

@@ -94,19 +94,14 @@ class ControlledHarness:
         self.runtime.run(strategy)
 
     def close(self) -> None:
-        """Stop the loop and every thread; restore the patched modules.
-
-        Tasks still pending (the example failed before its clients left) are closed without
-        running: their threads are gone, and their clean-up would only fail again."""
+        """Stop the loop and every thread; restore the patched modules."""
         try:
             if not self.runtime.aborted:
                 self.loop.stop_and_wait()
                 self.runtime.run(RunToCompletion())
         finally:
             self._exit.close()
-            for task in asyncio.all_tasks(self.loop):
-                task._log_destroy_pending = False  # type: ignore[attr-defined]
-                task.get_coro().close()
+            _discard_pending_tasks(self.loop)
             self.loop.close()
 
 
@@ -173,6 +168,7 @@ class FreeHarness:
             thread.join(timeout=10)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._loop_thread.join(timeout=10)
+        _discard_pending_tasks(self.loop)
         self.loop.close()
         sys.setswitchinterval(self._old_interval)
 
@@ -186,3 +182,11 @@ class FreeHarness:
             finally:
                 ops.task_done()
         ops.task_done()
+
+
+def _discard_pending_tasks(loop: asyncio.AbstractEventLoop) -> None:
+    """Close, without running, the tasks of a stopped loop (clients of a failed example): their
+    threads are gone, and their clean-up would only fail again."""
+    for task in asyncio.all_tasks(loop):
+        task._log_destroy_pending = False  # type: ignore[attr-defined]
+        task.get_coro().close()

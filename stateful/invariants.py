@@ -43,6 +43,7 @@ from collections.abc import Callable, Iterable
 
 from stateful.errors import InvariantViolation
 from stateful.history import (
+    NOT_STARTED,
     Emit,
     EventKey,
     History,
@@ -72,7 +73,7 @@ def check_safety(history: History) -> None:
     for sub in history.subscribers:
         _check_terminal_last(history, sub)
         _check_events(history, sub)
-        _check_replay_prefix(sub)
+        _check_replay_prefix(history, sub)
     _check_ids_unique(history, ids)
     for run in {s.run for s in history.subscribers}:
         _check_common_order(history.subscribers_of(run))
@@ -160,9 +161,13 @@ def _check_events(history: History, sub: Subscriber) -> None:
         last_seq[producer] = seq
         event_id = item.get("id")
         if isinstance(event_id, int):
-            if last_id is not None and event_id <= last_id:
+            if last_id is not None and event_id != last_id + 1:
+                # Every later event of the run goes to a registered subscriber, so the ids of
+                # its stream (replay, then live) run on without a hole.
                 raise violation(
-                    "order", f"{sub.name} got id {event_id} after id {last_id}. {_received(sub)}"
+                    "order",
+                    f"{sub.name} got id {event_id} after id {last_id}: a run's ids are 1, 2, 3, "
+                    f"... and a subscriber gets every one after its first. {_received(sub)}",
                 )
             last_id = event_id
         if closed_at is not None and emit.began > closed_at:
@@ -187,7 +192,7 @@ def _check_events(history: History, sub: Subscriber) -> None:
         )
 
 
-def _check_replay_prefix(sub: Subscriber) -> None:
+def _check_replay_prefix(history: History, sub: Subscriber) -> None:
     for index, item in enumerate(sub.items):
         if item_type(item) != "gap":
             continue
@@ -199,13 +204,18 @@ def _check_replay_prefix(sub: Subscriber) -> None:
             )
     if sub.last_event_id is None:
         return
-    for item in sub.items:
+    _check_gap_justified(history, sub)
+    # After a gap marker the stream restarts where the marker says; without one, after N.
+    items = sub.items
+    restart = (
+        items[0].get("first_available_id")
+        if item_type(items[0] if items else None) == "gap"
+        else None
+    )
+    floor = restart - 1 if isinstance(restart, int) else sub.last_event_id
+    for item in items:
         event_id = item.get("id") if isinstance(item, dict) else None
-        if (
-            event_key(item) is not None
-            and isinstance(event_id, int)
-            and (event_id <= sub.last_event_id)
-        ):
+        if event_key(item) is not None and isinstance(event_id, int) and event_id <= floor:
             raise violation(
                 "replay-seam",
                 f"{sub.name} asked for the events after id {sub.last_event_id} and got "
@@ -213,13 +223,62 @@ def _check_replay_prefix(sub: Subscriber) -> None:
             )
 
 
+def _check_gap_justified(history: History, sub: Subscriber) -> None:
+    """A leading gap marker says the events after ``last_event_id`` up to its
+    ``first_available_id`` are gone: so at least one is, and the replay starts right there.
+    (Resuming after an id the run never reached is a gap of another kind, not judged here.)"""
+    items = sub.items
+    if not items or item_type(items[0]) != "gap":
+        return
+    assert sub.last_event_id is not None
+    first_available = items[0].get("first_available_id")
+    if not isinstance(first_available, int):
+        return
+    # The newest id the run surely had when the subscriber arrived.
+    arrived = sub.began if sub.began is not None else 0
+    newest = max(
+        (
+            event_id
+            for key, event_id in history.known_ids().items()
+            if history.emits[key].run == sub.run
+            and (returned := history.emits[key].returned) is not None
+            and returned < arrived
+        ),
+        default=0,
+    )
+    if first_available <= sub.last_event_id + 1 and sub.last_event_id < newest:
+        raise violation(
+            "replay-seam",
+            f"{sub.name} resumed after id {sub.last_event_id} and got a gap marker saying the "
+            f"events from id {first_available} on are still buffered: no event is missing, so "
+            f"there is no gap. {_received(sub)}",
+        )
+    following = next((item for item in items[1:] if event_key(item) is not None), None)
+    if following is not None and following.get("id") != first_available:
+        raise violation(
+            "replay-seam",
+            f"{sub.name} got a gap marker up to id {first_available} and then "
+            f"{describe_item(following)}. {_received(sub)}",
+        )
+
+
 def _check_ids_unique(history: History, ids: dict[EventKey, int]) -> None:
     owner: dict[tuple[str, int], EventKey] = {}
+    begun: dict[str, int] = {}
+    for emit in history.emits.values():
+        if emit.began != NOT_STARTED:
+            begun[emit.run] = begun.get(emit.run, 0) + 1
     for sub in history.subscribers:
         for item in sub.items:
             key = event_key(item)
             if key is None or not isinstance(item.get("id"), int):
                 continue
+            if not 1 <= item["id"] <= begun.get(sub.run, 0):
+                raise violation(
+                    "order",
+                    f"{sub.name} got {describe_item(item)}, but only {begun.get(sub.run, 0)} "
+                    f"emits to {sub.run} have begun: a run's ids are 1, 2, 3, ... of its own.",
+                )
             if ids[key] != item["id"]:
                 raise violation(
                     "no-duplicates",

@@ -4,7 +4,7 @@
 with which invariant, after how many examples and seconds, and how many steps the shrunk
 example has. ``python -m stateful.killmatrix`` prints that as a table for every broker in a
 registry module (default ``tests.mutants``, whose ``zoo()`` lists entries with ``impl``,
-``correct``, ``invariant`` and ``also``), under a
+``correct``, ``invariant``, ``also`` and ``trace_modules``), under a
 Hypothesis profile, with the free-running stress mode side by side::
 
     python -m stateful.killmatrix --profile ci
@@ -18,6 +18,7 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from hypothesis import Phase
 from hypothesis import settings as Settings
@@ -74,16 +75,23 @@ def _probed(machine: type[RunBrokerMachine], probe: _Probe) -> type[RunBrokerMac
 
 
 def measure(
-    spec: str, settings: Settings, *, free_running: bool = False, shrink: bool = True
+    spec: str,
+    settings: Settings,
+    *,
+    free_running: bool = False,
+    shrink: bool = True,
+    trace_modules: tuple[str, ...] = (),
 ) -> Outcome:
-    """Run the suite against ``spec`` under ``settings``; never raises for a failure."""
+    """Run the suite against ``spec`` under ``settings``, tracing ``trace_modules`` besides the
+    module defining the class; never raises for a failure."""
     phases = [phase for phase in settings.phases if shrink or phase is not Phase.shrink]
     settings = Settings(settings, phases=phases, report_multiple_bugs=False, database=None)
     probe = _Probe()
     invariant: str | None = None
     message = ""
     try:
-        run_machine(_probed(machine_for(spec, free_running=free_running), probe), settings=settings)
+        machine = machine_for(spec, free_running=free_running, trace_modules=trace_modules)
+        run_machine(_probed(machine, probe), settings=settings)
     except ScheduleFailure as failure:
         invariant, message = failure.invariant, str(failure)
     except Flaky as failure:
@@ -131,6 +139,12 @@ def table(rows: Sequence[tuple[str, Outcome, Outcome | None]]) -> str:
     return "\n".join(lines)
 
 
+def _expected(entry: Any) -> str:
+    if entry is None:
+        return "?"
+    return "pass" if entry.correct else " / ".join((entry.invariant, *entry.also))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="ci", help="Hypothesis profile (default: ci)")
@@ -141,15 +155,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     importlib.import_module("conftest")  # registers the project's Hypothesis profiles
     settings = Settings.get_profile(args.profile)
     registry = importlib.import_module(args.registry)
-    expected = {
-        entry.impl: "pass" if entry.correct else " / ".join((entry.invariant, *entry.also))
-        for entry in registry.zoo()
-    }
+    entries = {entry.impl: entry for entry in registry.zoo()}
     rows = []
-    for spec in args.specs or list(expected):
-        controlled = measure(spec, settings)
-        free = None if args.no_stress else measure(spec, settings, free_running=True, shrink=False)
-        rows.append((expected.get(spec, "?"), controlled, free))
+    for spec in args.specs or list(entries):
+        entry = entries.get(spec)
+        traced = entry.trace_modules if entry is not None else ()
+        controlled = measure(spec, settings, trace_modules=traced)
+        free = (
+            None
+            if args.no_stress
+            else measure(spec, settings, free_running=True, shrink=False, trace_modules=traced)
+        )
+        rows.append((_expected(entry), controlled, free))
         print(f"measured {spec}", file=sys.stderr)
     print(f"Kill matrix, Hypothesis profile {args.profile!r} ({settings.max_examples} examples):")
     print(table(rows))

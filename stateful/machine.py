@@ -94,13 +94,14 @@ class RunBrokerMachine(RuleBasedStateMachine):
     """Drives one broker instance per example; see the module docstring."""
 
     impl_spec: ClassVar[str | None] = None
+    trace_modules: ClassVar[tuple[str, ...]] = ()
     free_running: ClassVar[bool] = False
 
     subscribers = Bundle("subscribers")
 
     def __init__(self) -> None:
         super().__init__()
-        self.impl: BrokerImpl = config.load_impl(self.impl_spec)
+        self.impl: BrokerImpl = config.load_impl(self.impl_spec, self.trace_modules)
         self.history = History()
         self.harness: Harness
         if self.free_running:
@@ -140,8 +141,10 @@ class RunBrokerMachine(RuleBasedStateMachine):
     def subscribe_from(self, slot: int, data: st.DataObject) -> Subscriber:
         """A first connection that asks for replay from an id some subscriber has seen."""
         run = self._runs[slot]
-        seen = {i for key, i in self.history.known_ids().items() if self._run_of(key) == run}
-        last_event_id = data.draw(st.sampled_from([0, *sorted(seen)]), label="last_event_id")
+        # Bounded by what was queued, not by what subscribers happened to see: the draw must not
+        # depend on how the threads ran, or free-running mode could not replay its examples.
+        queued = sum(1 for emit in self.history.emits.values() if emit.run == run)
+        last_event_id = data.draw(st.integers(0, queued), label="last_event_id")
         return self._start(self.history.new_subscriber(run, last_event_id))
 
     @precondition(lambda self: self.impl.replay)
@@ -204,8 +207,12 @@ class RunBrokerMachine(RuleBasedStateMachine):
     @invariant()
     @_reported
     def invariants_hold(self) -> None:
+        # On the loop thread: in free-running mode the consumers append to what is checked.
+        self.harness.on_loop_now(self._check_invariants)
+
+    def _check_invariants(self) -> None:
         if self._settled:
-            self.harness.on_loop_now(self._collect_leftovers)
+            self._collect_leftovers()
         check_crashes(self.harness.crashes)
         check_safety(self.history)
         if self._settled:
@@ -363,9 +370,6 @@ class RunBrokerMachine(RuleBasedStateMachine):
     def _log(self, step: str) -> None:
         self._steps.append(step)
 
-    def _run_of(self, key: tuple[int, int]) -> str:
-        return self.history.emits[key].run
-
     def harness_trace_entries(self) -> list[Any]:
         if isinstance(self.harness, ControlledHarness):
             return self.harness.trace.entries
@@ -395,11 +399,14 @@ def _crash(sub: Subscriber, error: BaseException | None) -> Any:
     return Crash("loop", f"the consumer task of {sub.name}", text)
 
 
-def machine_for(spec: str, *, free_running: bool = False) -> type[RunBrokerMachine]:
-    """A ``RunBrokerMachine`` subclass bound to one implementation, e.g. for a kill matrix."""
+def machine_for(
+    spec: str, *, free_running: bool = False, trace_modules: tuple[str, ...] = ()
+) -> type[RunBrokerMachine]:
+    """A ``RunBrokerMachine`` subclass bound to one implementation, e.g. for a kill matrix;
+    ``trace_modules`` are traced and controlled besides the module defining the class."""
     name = "Free" if free_running else "Controlled"
     return type(
         f"{name}Machine[{spec}]",
         (RunBrokerMachine,),
-        {"impl_spec": spec, "free_running": free_running},
+        {"impl_spec": spec, "free_running": free_running, "trace_modules": trace_modules},
     )

@@ -12,8 +12,14 @@ rebinds, in each module under test:
 * primitive *instances* created at import time, at module level or as class attributes, to
   fresh controlled ones;
 
-and restores every binding afterwards. Primitives created at any time during the example (in
-``__init__``, lazily per run, ...) are therefore controlled.
+and, in the real ``threading`` and ``_thread`` modules, replaces the primitive constructors with
+factories that build a controlled primitive whenever a frame of a module under test is on the
+calling stack (and the caller is not ``threading`` itself), and a real one otherwise. So a lock is
+controlled however the code under test reaches ``threading``: an ``import threading`` inside a
+function, a helper object in another module built by the broker, a ``queue.Queue`` or a
+``concurrent.futures.Future`` made on the broker's behalf. Every binding is restored afterwards.
+Primitives created at any time during the example (in ``__init__``, lazily per run, ...) are
+therefore controlled.
 
 A controlled primitive used from a managed thread never blocks for real: a thread that would
 block parks at a switch point, and the runtime runs another. Used from any other thread (the
@@ -38,6 +44,12 @@ from stateful import runtime
 
 _REAL_LOCK_TYPE = type(_thread.allocate_lock())
 _REAL_RLOCK_TYPE = type(threading.RLock())
+# Captured before any patching: isinstance checks and real construction need the originals.
+_REAL_CONDITION = threading.Condition
+_REAL_EVENT = threading.Event
+_REAL_SEMAPHORE = threading.Semaphore
+_REAL_BOUNDED_SEMAPHORE = threading.BoundedSemaphore
+_THREADING_FILE = os.path.normcase(threading.__file__)
 
 
 def _creation_site() -> str:
@@ -380,13 +392,13 @@ def _controlled_instance(value: object) -> object | None:
         return RLock()
     if isinstance(value, _REAL_LOCK_TYPE):
         return Lock()
-    if isinstance(value, threading.Condition):
+    if isinstance(value, _REAL_CONDITION):
         return Condition()
-    if isinstance(value, threading.Event):
+    if isinstance(value, _REAL_EVENT):
         return Event()
-    if isinstance(value, threading.BoundedSemaphore):
+    if isinstance(value, _REAL_BOUNDED_SEMAPHORE):
         return BoundedSemaphore(getattr(value, "_initial_value", 1))
-    if isinstance(value, threading.Semaphore):
+    if isinstance(value, _REAL_SEMAPHORE):
         return Semaphore(value._value)
     return None
 
@@ -403,11 +415,51 @@ def _replacement(value: object) -> object | None:
     return _controlled_instance(value)
 
 
+def _called_from(traced_files: frozenset[str]) -> bool:
+    """Whether the code asking for a primitive runs on behalf of a module under test."""
+    frame = sys._getframe(2)
+    if os.path.normcase(frame.f_code.co_filename) == _THREADING_FILE:
+        return False  # threading's own internals (a Thread's Event, a Condition's RLock)
+    while frame is not None:
+        if os.path.normcase(frame.f_code.co_filename) in traced_files:
+            return True
+        frame = frame.f_back  # type: ignore[assignment]
+    return False
+
+
+def _stack_aware(
+    controlled_factory: Callable[..., object], real: Callable[..., object], files: frozenset[str]
+) -> Callable[..., object]:
+    def make(*args: Any, **kwargs: Any) -> object:
+        factory = controlled_factory if _called_from(files) else real
+        return factory(*args, **kwargs)
+
+    return make
+
+
+def _patch_constructors(files: frozenset[str]) -> list[Callable[[], None]]:
+    undo: list[Callable[[], None]] = []
+    for module, overrides in (
+        (threading, _THREADING_PROXY.__dict__),
+        (_thread, _THREAD_PROXY.__dict__),
+    ):
+        for name, factory in overrides.items():
+            if name.startswith("__") or not hasattr(module, name):
+                continue
+            real = getattr(module, name)
+            setattr(module, name, _stack_aware(factory, real, files))
+            undo.append(functools.partial(setattr, module, name, real))
+    return undo
+
+
 @contextmanager
 def controlled(modules: Iterable[types.ModuleType]) -> Iterator[None]:
     """Install controlled primitives in ``modules`` for the duration of the block."""
+    modules = tuple(modules)
+    files = frozenset(os.path.normcase(m.__file__) for m in modules if m.__file__)
     undo: list[Callable[[], None]] = []
     try:
+        undo.extend(_patch_constructors(files))
         for module in modules:
             namespace = vars(module)
             for name, value in list(namespace.items()):

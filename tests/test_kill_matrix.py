@@ -17,7 +17,7 @@ CI = settings.get_profile("ci")
 
 @pytest.mark.parametrize("entry", zoo(), ids=lambda entry: entry.impl.rpartition(".")[2])
 def test_kill_matrix(entry: ZooEntry) -> None:
-    outcome = measure(entry.impl, CI, shrink=False)
+    outcome = measure(entry.impl, CI, shrink=False, trace_modules=entry.trace_modules)
     if entry.correct:
         assert not outcome.killed, f"false alarm on a correct broker:\n{outcome.message}"
         return

@@ -97,6 +97,7 @@ class ZooEntry:
     defect: str  # first line of the module docstring
     invariant: str | None  # "Caught by:" (None for a correct broker)
     also: tuple[str, ...] = ()  # "Also caught by:"
+    trace_modules: tuple[str, ...] = ()  # "Trace modules:", besides the one defining the class
 
 
 def parse_caught_by(docstring: str) -> tuple[str, tuple[str, ...]]:
@@ -134,6 +135,16 @@ def module_docstring(impl: str) -> str:
     return doc
 
 
+def parse_trace_modules(docstring: str) -> tuple[str, ...]:
+    """The modules named on a ``Trace modules:`` line, to trace besides the defining one."""
+    for raw in docstring.splitlines():
+        line = raw.strip()
+        if line.startswith("Trace modules:"):
+            names = line.removeprefix("Trace modules:").split(",")
+            return tuple(name.strip() for name in names if name.strip())
+    return ()
+
+
 def entry(impl: str) -> ZooEntry:
     """The registry entry of one broker, with its expectations parsed from its docstring."""
     doc = module_docstring(impl)
@@ -141,9 +152,9 @@ def entry(impl: str) -> ZooEntry:
     if impl in CORRECT:
         if "Caught by:" in doc:
             raise ValueError(f"correct broker {impl} has a 'Caught by:' line")
-        return ZooEntry(impl=impl, correct=True, defect=defect, invariant=None)
+        return ZooEntry(impl, True, defect, None, trace_modules=parse_trace_modules(doc))
     invariant, also = parse_caught_by(doc)
-    return ZooEntry(impl=impl, correct=False, defect=defect, invariant=invariant, also=also)
+    return ZooEntry(impl, False, defect, invariant, also, parse_trace_modules(doc))
 
 
 def zoo() -> list[ZooEntry]:

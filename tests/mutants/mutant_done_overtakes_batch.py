@@ -1,6 +1,6 @@
 """close sends done with its own call_soon_threadsafe, so done can overtake events in a batch.
 Caught by: done-exactly-once-last
-Also caught by: nothing-after-done, no-lost-events
+Also caught by: nothing-after-done, no-lost-events, overflow-marker
 
 "done needs no batching": ``close`` schedules ``queue.put_nowait(done)`` directly for each
 subscriber instead of sending it behind the subscriber's pending events. When a flush is already
