@@ -1,0 +1,165 @@
+"""Code for the scheduler's tests to run under the deterministic scheduler.
+
+The scheduler tests trace this module (every line is a switch point) and put it under
+``stateful.primitives.controlled``. Its functions are the smallest shapes of code the scheduler
+must handle: an unlocked read-modify-write, critical sections on each kind of primitive, an
+``import threading`` inside a function, ``time.sleep``, and a broker whose behaviour depends on
+state the scheduler does not control.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable, Hashable
+from typing import Any
+
+from broker import RunBroker
+
+# Primitives that exist before any example starts; ``controlled`` must replace them too.
+MODULE_LOCK = threading.Lock()
+
+
+class Holder:
+    class_lock = threading.RLock()
+
+
+class Counter:
+    """Shared state that two threads update."""
+
+    def __init__(self) -> None:
+        self.value = 0
+        self.log: list[str] = []
+
+    def unlocked_increment(self) -> None:
+        value = self.value
+        self.value = value + 1
+
+    def locked_increment(self, lock: Any) -> None:
+        with lock:
+            value = self.value
+            self.value = value + 1
+
+
+def acquire(lock: Any) -> None:
+    lock.acquire()
+
+
+def release(lock: Any) -> None:
+    lock.release()
+
+
+def critical_section(lock: Any, log: list[str], name: str) -> None:
+    with lock:
+        log.append(f"{name} in")
+        log.append(f"{name} out")
+
+
+def take_both(first: Any, second: Any) -> None:
+    with first, second:
+        pass
+
+
+def wait_for_flag(condition: Any, flags: dict[str, bool], log: list[str]) -> None:
+    with condition:
+        while not flags.get("ready"):
+            condition.wait()
+        log.append("waiter woke")
+
+
+def raise_flag(condition: Any, flags: dict[str, bool], log: list[str]) -> None:
+    with condition:
+        flags["ready"] = True
+        log.append("flag raised")
+        condition.notify_all()
+
+
+def wait_event(event: Any, log: list[str]) -> None:
+    event.wait()
+    log.append("event seen")
+
+
+def set_event(event: Any, log: list[str]) -> None:
+    log.append("event set")
+    event.set()
+
+
+def acquire_semaphore(semaphore: Any, log: list[str]) -> None:
+    semaphore.acquire()
+    log.append("semaphore acquired")
+
+
+def release_semaphore(semaphore: Any, log: list[str]) -> None:
+    log.append("semaphore released")
+    semaphore.release()
+
+
+def lock_made_lazily() -> Any:
+    import threading
+
+    return threading.Lock()
+
+
+def primitives_made_lazily() -> dict[str, Any]:
+    from threading import Condition, Event, Lock, RLock, Semaphore
+
+    return {
+        "Lock": Lock(),
+        "RLock": RLock(),
+        "Condition": Condition(),
+        "Event": Event(),
+        "Semaphore": Semaphore(),
+    }
+
+
+def call(helper: Callable[[], Any]) -> Any:
+    """Run an untraced ``helper`` on behalf of this module."""
+    return helper()
+
+
+def make_queue() -> queue.Queue[int]:
+    return queue.Queue()
+
+
+def make_thread() -> threading.Thread:
+    return threading.Thread(target=lambda: None)
+
+
+def nap(seconds: float, log: list[str], name: str) -> None:
+    time.sleep(seconds)
+    log.append(name)
+
+
+def fail(message: str) -> None:
+    raise ValueError(message)
+
+
+_a_broker_forgets = False
+
+
+class ForgetsTheFirstClose(RunBroker):
+    """A correct broker, except that the first instance in the process to be closed ignores
+    every ``close``: whether an example fails depends on what ran before it, which the
+    scheduler does not control, so a failure found once does not fail again when replayed."""
+
+    _forgets = False
+
+    def close(self, run_id: Hashable) -> None:
+        global _a_broker_forgets
+        if not _a_broker_forgets:
+            _a_broker_forgets = True
+            self._forgets = True
+        if self._forgets:
+            return
+        super().close(run_id)
+
+
+def forget_the_next_close() -> None:
+    """Make the next broker to be closed the forgetful one."""
+    global _a_broker_forgets
+    _a_broker_forgets = False
+
+
+def post(loop: Any, log: list[str], name: str) -> None:
+    loop.call_soon_threadsafe(log.append, name)
