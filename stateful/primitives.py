@@ -387,13 +387,30 @@ _MODULE_PROXIES = {
 }
 
 
-def _controlled_instance(value: object) -> object | None:
+class _Replacements:
+    """The controlled stand-in of each real primitive instance, made once, so that a Condition
+    replaced in one place keeps sharing its lock with that lock replaced in another."""
+
+    def __init__(self) -> None:
+        self._made: dict[int, tuple[object, object | None]] = {}
+
+    def of(self, value: object) -> object | None:
+        made = self._made.get(id(value))
+        if made is None:
+            # The real instance is kept alive with its stand-in, so its id is not reused.
+            made = (value, _controlled_instance(value, self))
+            self._made[id(value)] = made
+        return made[1]
+
+
+def _controlled_instance(value: object, replacements: _Replacements) -> object | None:
     if isinstance(value, _REAL_RLOCK_TYPE):
         return RLock()
     if isinstance(value, _REAL_LOCK_TYPE):
         return Lock()
     if isinstance(value, _REAL_CONDITION):
-        return Condition()
+        lock = replacements.of(value._lock)  # type: ignore[attr-defined]
+        return Condition(lock if isinstance(lock, Lock) else None)
     if isinstance(value, _REAL_EVENT):
         return Event()
     if isinstance(value, _REAL_BOUNDED_SEMAPHORE):
@@ -403,7 +420,7 @@ def _controlled_instance(value: object) -> object | None:
     return None
 
 
-def _replacement(value: object) -> object | None:
+def _replacement(value: object, replacements: _Replacements) -> object | None:
     if isinstance(value, types.ModuleType):
         return _MODULE_PROXIES.get(id(value))
     try:
@@ -412,7 +429,7 @@ def _replacement(value: object) -> object | None:
         return None
     if factory is not None:
         return factory
-    return _controlled_instance(value)
+    return replacements.of(value)
 
 
 def _called_from(traced_files: frozenset[str]) -> bool:
@@ -458,27 +475,28 @@ def controlled(modules: Iterable[types.ModuleType]) -> Iterator[None]:
     modules = tuple(modules)
     files = frozenset(os.path.normcase(m.__file__) for m in modules if m.__file__)
     undo: list[Callable[[], None]] = []
+    replacements = _Replacements()
     try:
         undo.extend(_patch_constructors(files))
         for module in modules:
             namespace = vars(module)
             for name, value in list(namespace.items()):
-                replacement = _replacement(value)
+                replacement = _replacement(value, replacements)
                 if replacement is not None:
                     namespace[name] = replacement
                     undo.append(functools.partial(namespace.__setitem__, name, value))
                 elif isinstance(value, type) and value.__module__ == module.__name__:
-                    undo.extend(_patch_class(value))
+                    undo.extend(_patch_class(value, replacements))
         yield
     finally:
         for restore in reversed(undo):
             restore()
 
 
-def _patch_class(cls: type) -> list[Callable[[], None]]:
+def _patch_class(cls: type, replacements: _Replacements) -> list[Callable[[], None]]:
     undo: list[Callable[[], None]] = []
     for name, value in list(vars(cls).items()):
-        replacement = _controlled_instance(value)
+        replacement = replacements.of(value)
         if replacement is not None:
             setattr(cls, name, replacement)
             undo.append(functools.partial(setattr, cls, name, value))

@@ -21,8 +21,17 @@ from broker import RunBroker
 MODULE_LOCK = threading.Lock()
 
 
+MODULE_CONDITION = threading.Condition(MODULE_LOCK)
+
+
 class Holder:
     class_lock = threading.RLock()
+    class_condition = threading.Condition(class_lock)
+
+
+def notify_under_module_lock() -> None:
+    with MODULE_LOCK:
+        MODULE_CONDITION.notify_all()
 
 
 class Counter:

@@ -230,6 +230,13 @@ def test_module_level_and_class_level_primitives_are_replaced_for_the_block() ->
     assert targets.Holder.class_lock is class_lock
 
 
+def test_a_module_level_condition_keeps_sharing_its_lock_when_replaced() -> None:
+    with controlled([targets]):
+        assert targets.MODULE_CONDITION._lock is targets.MODULE_LOCK
+        assert targets.Holder.class_condition._lock is targets.Holder.class_lock
+        targets.notify_under_module_lock()
+
+
 def test_everything_is_restored_after_the_block() -> None:
     originals = {
         name: getattr(threading, name)
