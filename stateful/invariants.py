@@ -7,7 +7,8 @@ message names the run, the subscriber and the events involved:
     no exception escaped an operation, a consumer or a loop callback.
 ``order``
     each subscriber sees each producer's events in emit order, ids strictly increasing, and all
-    subscribers of a run see their common events in the same order.
+    subscribers of a run see their common events in the same order; a run's ids are its own
+    1, 2, 3, ... (none above the number of emits to the run that have begun).
 ``no-duplicates``
     no subscriber receives an event twice, and no two events of a run share an id.
 ``done-exactly-once-last``
@@ -17,7 +18,8 @@ message names the run, the subscriber and the events involved:
     subscriber that arrives after close (without replay) gets done and nothing else.
 ``no-lost-events``
     an event whose emit began after a subscriber's subscribe returned, and returned before close
-    began, reaches that subscriber unless it unsubscribed (checked once the threads settle).
+    began, reaches that subscriber unless it unsubscribed (checked once the threads settle); and
+    at any time, the ids a subscriber received run on without a hole.
 ``no-hang-after-done``
     once close has returned and the threads settle, every live subscriber has its done.
 ``subscriber-map-cleanup``
@@ -27,7 +29,8 @@ message names the run, the subscriber and the events involved:
     ``is_done`` is True once close returned and False before any close began.
 ``replay-seam``
     a subscriber with ``last_event_id=N`` gets exactly the events after N (after a gap marker
-    first if N is no longer buffered), then live ones: no duplicate, no hole at the seam.
+    first if N is no longer buffered), then live ones: no duplicate, no hole at the seam, and a
+    gap marker only where events are really gone.
 ``overflow-marker``
     a subscriber that is cut off gets the overflow marker last, and every event before the cut
     arrived: no silent drop.
@@ -93,7 +96,7 @@ def check_settled(
             continue
         _check_no_hang(history, sub)
         _check_no_loss(history, sub, ids)
-        if sub.last_event_id is not None:
+        if sub.last_event_id is not None and _resumes_within_run(history, sub):
             _check_replay_complete(history, sub, ids)
     for run in runs:
         _check_is_done(history, run, is_done(run))
@@ -161,13 +164,18 @@ def _check_events(history: History, sub: Subscriber) -> None:
         last_seq[producer] = seq
         event_id = item.get("id")
         if isinstance(event_id, int):
+            if last_id is not None and event_id <= last_id:
+                raise violation(
+                    "order", f"{sub.name} got id {event_id} after id {last_id}. {_received(sub)}"
+                )
             if last_id is not None and event_id != last_id + 1:
                 # Every later event of the run goes to a registered subscriber, so the ids of
-                # its stream (replay, then live) run on without a hole.
+                # its stream (replay, then live) run on without a hole: a hole is a lost event.
                 raise violation(
-                    "order",
-                    f"{sub.name} got id {event_id} after id {last_id}: a run's ids are 1, 2, 3, "
-                    f"... and a subscriber gets every one after its first. {_received(sub)}",
+                    "no-lost-events" if sub.last_event_id is None else "replay-seam",
+                    f"{sub.name} got id {event_id} right after id {last_id}: the events with ids "
+                    f"{last_id + 1} to {event_id - 1} of {sub.run} never reached it. "
+                    f"{_received(sub)}",
                 )
             last_id = event_id
         if closed_at is not None and emit.began > closed_at:
@@ -212,7 +220,12 @@ def _check_replay_prefix(history: History, sub: Subscriber) -> None:
         if item_type(items[0] if items else None) == "gap"
         else None
     )
-    floor = restart - 1 if isinstance(restart, int) else sub.last_event_id
+    if isinstance(restart, int):
+        floor = restart - 1
+    elif _resumes_within_run(history, sub):
+        floor = sub.last_event_id
+    else:
+        return
     for item in items:
         event_id = item.get("id") if isinstance(item, dict) else None
         if event_key(item) is not None and isinstance(event_id, int) and event_id <= floor:
@@ -223,18 +236,11 @@ def _check_replay_prefix(history: History, sub: Subscriber) -> None:
             )
 
 
-def _check_gap_justified(history: History, sub: Subscriber) -> None:
-    """A leading gap marker says the events after ``last_event_id`` up to its
-    ``first_available_id`` are gone: so at least one is, and the replay starts right there.
-    (Resuming after an id the run never reached is a gap of another kind, not judged here.)"""
-    items = sub.items
-    if not items or item_type(items[0]) != "gap":
-        return
+def _resumes_within_run(history: History, sub: Subscriber) -> bool:
+    """Whether the run surely had ``last_event_id`` when ``sub`` arrived. The contract says
+    what replay after an id the run has not reached yet means only for a forgotten run, so the
+    seam is judged only for ids some subscriber saw delivered by an emit that had returned."""
     assert sub.last_event_id is not None
-    first_available = items[0].get("first_available_id")
-    if not isinstance(first_available, int):
-        return
-    # The newest id the run surely had when the subscriber arrived.
     arrived = sub.began if sub.began is not None else 0
     newest = max(
         (
@@ -246,7 +252,21 @@ def _check_gap_justified(history: History, sub: Subscriber) -> None:
         ),
         default=0,
     )
-    if first_available <= sub.last_event_id + 1 and sub.last_event_id < newest:
+    return sub.last_event_id <= newest
+
+
+def _check_gap_justified(history: History, sub: Subscriber) -> None:
+    """A leading gap marker says the events after ``last_event_id`` up to its
+    ``first_available_id`` are gone: so at least one is, and the replay starts right there.
+    (Resuming after an id the run had not reached is left unjudged: see _resumes_within_run.)"""
+    items = sub.items
+    if not items or item_type(items[0]) != "gap":
+        return
+    assert sub.last_event_id is not None
+    first_available = items[0].get("first_available_id")
+    if not isinstance(first_available, int):
+        return
+    if first_available <= sub.last_event_id + 1 and _resumes_within_run(history, sub):
         raise violation(
             "replay-seam",
             f"{sub.name} resumed after id {sub.last_event_id} and got a gap marker saying the "

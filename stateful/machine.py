@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+from collections import Counter
 from collections.abc import Callable
 from typing import Any, ClassVar, TypeVar
 
@@ -129,6 +130,7 @@ class RunBrokerMachine(RuleBasedStateMachine):
         self._settled = True
         self._pending = 0
         self._failed = False
+        self._emits_settled: Counter[str] = Counter()
 
     # -- rules --------------------------------------------------------------------------------
 
@@ -141,10 +143,12 @@ class RunBrokerMachine(RuleBasedStateMachine):
     def subscribe_from(self, slot: int, data: st.DataObject) -> Subscriber:
         """A first connection that asks for replay from an id some subscriber has seen."""
         run = self._runs[slot]
-        # Bounded by what was queued, not by what subscribers happened to see: the draw must not
-        # depend on how the threads ran, or free-running mode could not replay its examples.
-        queued = sum(1 for emit in self.history.emits.values() if emit.run == run)
-        last_event_id = data.draw(st.integers(0, queued), label="last_event_id")
+        # Bounded by the emits that had run when the threads last settled, not by what
+        # subscribers happened to see: the draw must not depend on how the threads ran, or
+        # free-running mode could not replay its examples.
+        ran = self._emits_settled.get(run, 0)
+        # Counted back from the newest id: the seam with live events is where replay breaks.
+        last_event_id = ran - data.draw(st.integers(0, ran), label="ids back from the newest")
         return self._start(self.history.new_subscriber(run, last_event_id))
 
     @precondition(lambda self: self.impl.replay)
@@ -346,6 +350,7 @@ class RunBrokerMachine(RuleBasedStateMachine):
         self._settled = True
         self._pending = 0
         self._retire_closed_runs()
+        self._emits_settled = Counter(emit.run for emit in self.history.emits.values())
         if isinstance(self.harness, ControlledHarness):
             LEDGER.record(
                 (self.impl.spec, tuple(self._steps)),
@@ -376,6 +381,8 @@ class RunBrokerMachine(RuleBasedStateMachine):
         return []
 
     def thread_names(self) -> list[str]:
+        if isinstance(self.harness, ControlledHarness):
+            return [thread.name for thread in self.harness.runtime.threads]
         return [f"producer-{i}" for i in range(PRODUCERS)] + ["loop"]
 
     def report(self) -> str:

@@ -207,11 +207,6 @@ def test_replaying_an_example_that_depends_on_uncontrolled_state_records_the_div
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="RunBrokerMachine.thread_names() lists the producers first, but the runtime's thread "
-    "0 is the loop, so the ledger names the wrong thread",
-)
 def test_the_divergence_names_the_thread_that_ran_there() -> None:
     targets.forget_the_next_close()
     LEDGER.reset()
