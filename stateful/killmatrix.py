@@ -13,7 +13,9 @@ Hypothesis profile, with the free-running stress mode side by side::
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
+import json
 import sys
 import time
 from collections.abc import Sequence
@@ -162,6 +164,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--profile", default="ci", help="Hypothesis profile (default: ci)")
     parser.add_argument("--registry", default="tests.mutants", help="module with CORRECT, MUTANTS")
     parser.add_argument("--no-stress", action="store_true", help="skip the free-running column")
+    parser.add_argument(
+        "--verdict",
+        action="store_true",
+        help="controlled mode only, no shrinking; print each outcome as a JSON line",
+    )
     parser.add_argument("specs", nargs="*", help="module:Class to measure (default: the registry)")
     args = parser.parse_args(argv)
     importlib.import_module("conftest")  # registers the project's Hypothesis profiles
@@ -173,6 +180,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         entry = entries.get(spec)
         traced = entry.trace_modules if entry is not None else ()
         entry_settings = budget(settings, correct=entry is not None and entry.correct)
+        if args.verdict:
+            outcome = measure(spec, entry_settings, shrink=False, trace_modules=traced)
+            print(json.dumps(dataclasses.asdict(outcome)))
+            continue
         controlled = measure(spec, entry_settings, trace_modules=traced)
         free = (
             None
@@ -181,6 +192,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         rows.append((_expected(entry), controlled, free))
         print(f"measured {spec}", file=sys.stderr)
+    if args.verdict:
+        return 0
     print(
         f"Kill matrix, Hypothesis profile {args.profile!r}: {settings.max_examples} examples for "
         f"a correct broker, up to {budget(settings, correct=False).max_examples} for a mutant"

@@ -1,20 +1,29 @@
 """The kill matrix: the state machine fails every mutant of the zoo with the invariant its
 docstring names, and passes every correct broker at the ``ci`` profile.
 
-The ``ci`` profile is derandomized, so each verdict is the same on every run of the same code. A
+The ``ci`` profile is derandomized, so each verdict is the same on every run of the same code.
+Each entry is measured in a process of its own (``python -m stateful.killmatrix --verdict``):
+Hypothesis seeds part of its generation with constants of the modules loaded in the process,
+so measured here, a verdict would change with whatever else the test session imported. A
 correct broker gets the profile's examples; a mutant up to ``KILL_BUDGET`` (the search stops at
 its first failure). A mutant whose docstring has a ``Known miss:`` line is a defect the suite
 does not find yet: a strict expected failure, so the day the suite finds it, this test says so.
 Shrinking is left to ``python -m stateful.killmatrix``, which also prints the table.
 """
 
-import pytest
-from hypothesis import settings
+import json
+import subprocess
+import sys
+from pathlib import Path
 
-from stateful.killmatrix import budget, measure
+import pytest
+
+from stateful.killmatrix import Outcome
 from tests.mutants import ZooEntry, zoo
 
-CI = settings.get_profile("ci")
+ROOT = Path(__file__).resolve().parents[1]
+# Far above the slowest entry (a survivor spends the whole kill budget), far below the backstop.
+TIMEOUT_SECONDS = 600
 
 
 def _param(entry: ZooEntry) -> object:
@@ -22,14 +31,23 @@ def _param(entry: ZooEntry) -> object:
     return pytest.param(entry, id=entry.impl.rpartition(".")[2], marks=marks)
 
 
+def verdict(impl: str) -> Outcome:
+    """Measure ``impl`` at the ``ci`` profile in a fresh interpreter."""
+    done = subprocess.run(
+        [sys.executable, "-m", "stateful.killmatrix", "--profile", "ci", "--verdict", impl],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_SECONDS,
+        check=False,
+    )
+    assert done.returncode == 0, f"the kill matrix could not measure {impl}:\n{done.stderr}"
+    return Outcome(**json.loads(done.stdout.splitlines()[-1]))
+
+
 @pytest.mark.parametrize("entry", [_param(entry) for entry in zoo()])
 def test_kill_matrix(entry: ZooEntry) -> None:
-    outcome = measure(
-        entry.impl,
-        budget(CI, correct=entry.correct),
-        shrink=False,
-        trace_modules=entry.trace_modules,
-    )
+    outcome = verdict(entry.impl)
     if entry.correct:
         assert not outcome.killed, f"false alarm on a correct broker:\n{outcome.message}"
         return
