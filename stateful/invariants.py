@@ -76,7 +76,7 @@ def check_safety(history: History) -> None:
     for sub in history.subscribers:
         _check_terminal_last(history, sub)
         _check_events(history, sub)
-        _check_replay_prefix(history, sub)
+        _check_replay_prefix(history, sub, ids)
     _check_ids_unique(history, ids)
     for run in {s.run for s in history.subscribers}:
         _check_common_order(history.subscribers_of(run))
@@ -96,7 +96,7 @@ def check_settled(
             continue
         _check_no_hang(history, sub)
         _check_no_loss(history, sub, ids)
-        if sub.last_event_id is not None and _resumes_within_run(history, sub):
+        if sub.last_event_id is not None and _resumes_within_run(history, sub, ids):
             _check_replay_complete(history, sub, ids)
     for run in runs:
         _check_is_done(history, run, is_done(run))
@@ -200,7 +200,7 @@ def _check_events(history: History, sub: Subscriber) -> None:
         )
 
 
-def _check_replay_prefix(history: History, sub: Subscriber) -> None:
+def _check_replay_prefix(history: History, sub: Subscriber, ids: dict[EventKey, int]) -> None:
     for index, item in enumerate(sub.items):
         if item_type(item) != "gap":
             continue
@@ -212,7 +212,7 @@ def _check_replay_prefix(history: History, sub: Subscriber) -> None:
             )
     if sub.last_event_id is None:
         return
-    _check_gap_justified(history, sub)
+    _check_gap_justified(history, sub, ids)
     # After a gap marker the stream restarts where the marker says; without one, after N.
     items = sub.items
     restart = (
@@ -222,7 +222,7 @@ def _check_replay_prefix(history: History, sub: Subscriber) -> None:
     )
     if isinstance(restart, int):
         floor = restart - 1
-    elif _resumes_within_run(history, sub):
+    elif _resumes_within_run(history, sub, ids):
         floor = sub.last_event_id
     else:
         return
@@ -236,7 +236,7 @@ def _check_replay_prefix(history: History, sub: Subscriber) -> None:
             )
 
 
-def _resumes_within_run(history: History, sub: Subscriber) -> bool:
+def _resumes_within_run(history: History, sub: Subscriber, ids: dict[EventKey, int]) -> bool:
     """Whether the run surely had ``last_event_id`` when ``sub`` arrived. The contract says
     what replay after an id the run has not reached yet means only for a forgotten run, so the
     seam is judged only for ids some subscriber saw delivered by an emit that had returned."""
@@ -245,7 +245,7 @@ def _resumes_within_run(history: History, sub: Subscriber) -> bool:
     newest = max(
         (
             event_id
-            for key, event_id in history.known_ids().items()
+            for key, event_id in ids.items()
             if history.emits[key].run == sub.run
             and (returned := history.emits[key].returned) is not None
             and returned < arrived
@@ -255,7 +255,7 @@ def _resumes_within_run(history: History, sub: Subscriber) -> bool:
     return sub.last_event_id <= newest
 
 
-def _check_gap_justified(history: History, sub: Subscriber) -> None:
+def _check_gap_justified(history: History, sub: Subscriber, ids: dict[EventKey, int]) -> None:
     """A leading gap marker says the events after ``last_event_id`` up to its
     ``first_available_id`` are gone: so at least one is, and the replay starts right there.
     (Resuming after an id the run had not reached is left unjudged: see _resumes_within_run.)"""
@@ -266,7 +266,7 @@ def _check_gap_justified(history: History, sub: Subscriber) -> None:
     first_available = items[0].get("first_available_id")
     if not isinstance(first_available, int):
         return
-    if first_available <= sub.last_event_id + 1 and _resumes_within_run(history, sub):
+    if first_available <= sub.last_event_id + 1 and _resumes_within_run(history, sub, ids):
         raise violation(
             "replay-seam",
             f"{sub.name} resumed after id {sub.last_event_id} and got a gap marker saying the "
