@@ -26,7 +26,11 @@ pytest_plugins = ["stateful.plugin"]
 
 CI_EXAMPLES = 400
 
+# Built on Hypothesis's own "default" profile: on a machine that sets ``CI``, Hypothesis loads its
+# built-in derandomized profile at import, and a profile built on that would silently inherit
+# ``derandomize=True`` and ``database=None``, so ``dev`` and ``nightly`` would stop being random.
 _common = settings(
+    settings.get_profile("default"),
     deadline=None,
     print_blob=True,
     report_multiple_bugs=False,

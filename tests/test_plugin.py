@@ -15,15 +15,21 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 MACHINE_TESTS = "stateful/test_stateful.py"
 SUBPROCESS_TIMEOUT = 120
 
 
 def pytest_run(
-    *args: str, profile: str = "dev", cwd: Path = ROOT
+    *args: str, profile: str = "dev", cwd: Path = ROOT, ci_machine: bool = False
 ) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "HYPOTHESIS_PROFILE": profile}
+    # Hypothesis loads a derandomized profile of its own at import when it sees ``CI`` set.
+    env.pop("CI", None)
+    if ci_machine:
+        env["CI"] = "true"
     env.pop("BROKER_IMPL", None)
     return subprocess.run(
         [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args],
@@ -74,6 +80,14 @@ def test_random_profile_shows_its_seed_up_front() -> None:
     assert chosen, "a random profile must show the seed it chose"
     given = pytest_run("--collect-only", MACHINE_TESTS, "--hypothesis-seed=1234")
     assert header(given).endswith("hypothesis profile dev, --hypothesis-seed=1234")
+
+
+@pytest.mark.parametrize("profile", ["dev", "nightly", "repro"])
+def test_random_profiles_stay_random_on_a_ci_machine(profile: str) -> None:
+    result = pytest_run("--collect-only", "-v", MACHINE_TESTS, profile=profile, ci_machine=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert loaded_profile(result) == profile
+    assert f"hypothesis profile {profile}, --hypothesis-seed=" in header(result)
 
 
 def test_broker_impl_option_names_the_class_under_test() -> None:
