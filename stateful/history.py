@@ -139,6 +139,14 @@ class History:
         self.subscribers.append(sub)
         return sub
 
+    def touched(self, run: str) -> bool:
+        """Whether any operation on ``run`` has been queued or run."""
+        return (
+            any(e.run == run for e in self.emits.values())
+            or any(c.run == run for c in self.closes)
+            or any(s.run == run for s in self.subscribers)
+        )
+
     def first_close(self, run: str) -> Close | None:
         """The close of ``run`` that began first: the one that counts for the contract."""
         return next((c for c in self.closes if c.run == run), None)

@@ -1,10 +1,13 @@
 """The runtime that runs real OS threads one at a time.
 
 Every managed thread is a real ``threading.Thread``, but it only runs while it holds its baton.
-It gives the baton back at each *switch point*: before every line executed in a traced module
-(through ``sys.settrace``, installed in managed threads only) and before every operation on a
-controlled primitive (``stateful.primitives``). The controller, which is the test's own thread,
-then asks the scheduling strategy which runnable thread goes next and hands that thread its baton.
+At each *switch point* (before every line executed in a traced module, through ``sys.settrace``
+installed in managed threads only, and before every operation on a controlled primitive,
+``stateful.primitives``) the scheduling strategy chooses which runnable thread goes next. When
+it keeps the running thread, that thread asks it itself and goes on; when it picks another, or
+the running thread blocks or runs out of work, the thread gives its baton back to the
+controller (the test's own thread), which hands the chosen thread its baton. Either way the
+strategy sees the same calls, so where the choice is made changes nothing but the cost.
 
 What this promises:
 
@@ -173,6 +176,11 @@ class Runtime:
         self._current: ManagedThread | None = None
         self._aborted = False
         self._ticks = 0
+        # While ``run`` runs, the running thread makes the strategy's choices at its own switch
+        # points (``_may_switch``), and leaves the one that switches away in ``_switch_to``.
+        self._strategy: SchedulingStrategy | None = None
+        self._steps = 0
+        self._switch_to: int | None = None
 
     # -- controller side -------------------------------------------------------------------
 
@@ -188,21 +196,33 @@ class Runtime:
         """
         self._check_usable()
         settle_until = self.clock.now + self.settle_seconds
-        steps = 0
-        while True:
-            runnable = [t.index for t in self.threads if t.runnable(self.clock.now)]
-            if not runnable:
-                if self._advance_time(settle_until):
+        self._steps = 0
+        self._strategy = strategy
+        try:
+            while True:
+                if self._switch_to is not None:
+                    chosen, self._switch_to = self._switch_to, None
+                    self._resume(self.threads[chosen])
                     continue
-                self._check_deadlock()
-                return
-            steps += 1
-            if steps > self.max_steps:
-                self._fail(Livelock(f"no quiescence after {self.max_steps} steps\n{self.where()}"))
-            current = self._current
-            at_sync = current is not None and current.position is not None and current.position.sync
-            index = current.index if current is not None else None
-            self._resume(self.threads[strategy.choose(runnable, index, at_sync)])
+                runnable = self._runnable()
+                if not runnable:
+                    if self._advance_time(settle_until):
+                        continue
+                    self._check_deadlock()
+                    return
+                self._steps += 1
+                if self._steps > self.max_steps:
+                    self._fail(
+                        Livelock(f"no quiescence after {self.max_steps} steps\n{self.where()}")
+                    )
+                current = self._current
+                at_sync = (
+                    current is not None and current.position is not None and current.position.sync
+                )
+                index = current.index if current is not None else None
+                self._resume(self.threads[strategy.choose(runnable, index, at_sync)])
+        finally:
+            self._strategy = None
 
     def tick(self) -> int:
         """A logical timestamp: strictly increasing across all threads, since one runs at a time."""
@@ -271,6 +291,9 @@ class Runtime:
             )
         )
 
+    def _runnable(self) -> list[int]:
+        return [t.index for t in self.threads if t.runnable(self.clock.now)]
+
     def _advance_time(self, settle_until: float) -> bool:
         deadlines = [
             t.wake_at
@@ -337,8 +360,7 @@ class Runtime:
         """A point where the calling managed thread may be preempted; ``sync`` marks it as a
         synchronisation point (see ``stateful.strategy``)."""
         managed = self._managed_self()
-        position = Position.of_caller(self.traced_files, note, sync=sync)
-        self._park(managed, _always, position, None, None)
+        self._may_switch(managed, Position.of_caller(self.traced_files, note, sync=sync))
 
     def wait_until(
         self,
@@ -370,9 +392,31 @@ class Runtime:
 
     def _line_tracer(self, frame: FrameType, event: str, arg: Any) -> Any:
         if event == "line":
-            managed = self._managed_self()
-            self._park(managed, _always, Position.of_frame(frame), None, None)
+            self._may_switch(self._managed_self(), Position.of_frame(frame))
         return self._line_tracer
+
+    def _may_switch(self, managed: ManagedThread, position: Position) -> None:
+        """A switch point where ``managed`` could go on running.
+
+        The choice is the one the controller would make if the thread parked here, made here:
+        the same runnable threads (every other one is parked), the same strategy call, the same
+        trace entry and step count. Only a switch to another thread costs the two hand-offs of
+        a park; most switch points let the running thread go on, and cost a function call."""
+        strategy = self._strategy
+        if strategy is None or self._steps >= self.max_steps:
+            self._park(managed, _always, position, None, None)  # the controller decides
+            return
+        if self._aborted:
+            raise SchedulerAbort
+        managed.can_run = _always  # as parking here would set it: a running thread can run
+        managed.position = position
+        self._steps += 1
+        chosen = strategy.choose(self._runnable(), managed.index, position.sync)
+        if chosen == managed.index:
+            self.trace.step(managed.index, position)
+            return
+        self._switch_to = chosen
+        self._park(managed, _always, position, None, None)
 
 
 @contextmanager

@@ -6,8 +6,7 @@ Each entry is measured in a process of its own (``python -m stateful.killmatrix 
 Hypothesis seeds part of its generation with constants of the modules loaded in the process,
 so measured here, a verdict would change with whatever else the test session imported. A
 correct broker gets the profile's examples; a mutant up to ``KILL_BUDGET`` (the search stops at
-its first failure). A mutant whose docstring has a ``Known miss:`` line is a defect the suite
-does not find yet: a strict expected failure, so the day the suite finds it, this test says so.
+its first failure).
 Shrinking is left to ``python -m stateful.killmatrix``, which also prints the table.
 """
 
@@ -27,8 +26,7 @@ TIMEOUT_SECONDS = 600
 
 
 def _param(entry: ZooEntry) -> object:
-    marks = [pytest.mark.xfail(strict=True, reason=entry.known_miss)] if entry.known_miss else []
-    return pytest.param(entry, id=entry.impl.rpartition(".")[2], marks=marks)
+    return pytest.param(entry, id=entry.impl.rpartition(".")[2])
 
 
 def verdict(impl: str) -> Outcome:

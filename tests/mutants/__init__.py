@@ -98,7 +98,6 @@ class ZooEntry:
     invariant: str | None  # "Caught by:" (None for a correct broker)
     also: tuple[str, ...] = ()  # "Also caught by:"
     trace_modules: tuple[str, ...] = ()  # "Trace modules:", besides the one defining the class
-    known_miss: str | None = None  # "Known miss:", why the suite does not catch it yet
 
 
 def parse_caught_by(docstring: str) -> tuple[str, tuple[str, ...]]:
@@ -136,15 +135,6 @@ def module_docstring(impl: str) -> str:
     return doc
 
 
-def parse_known_miss(docstring: str) -> str | None:
-    """The reason on a ``Known miss:`` line: a defect the suite is known not to find yet."""
-    for raw in docstring.splitlines():
-        line = raw.strip()
-        if line.startswith("Known miss:"):
-            return line.removeprefix("Known miss:").strip()
-    return None
-
-
 def parse_trace_modules(docstring: str) -> tuple[str, ...]:
     """The modules named on a ``Trace modules:`` line, to trace besides the defining one."""
     for raw in docstring.splitlines():
@@ -164,9 +154,7 @@ def entry(impl: str) -> ZooEntry:
             raise ValueError(f"correct broker {impl} has a 'Caught by:' line")
         return ZooEntry(impl, True, defect, None, trace_modules=parse_trace_modules(doc))
     invariant, also = parse_caught_by(doc)
-    return ZooEntry(
-        impl, False, defect, invariant, also, parse_trace_modules(doc), parse_known_miss(doc)
-    )
+    return ZooEntry(impl, False, defect, invariant, also, parse_trace_modules(doc))
 
 
 def zoo() -> list[ZooEntry]:

@@ -1,7 +1,6 @@
 """Per-run locks are created on first use without the registry lock: two threads can make two locks.
 Caught by: no-hang-after-done
 Also caught by: nothing-after-done, done-exactly-once-last, no-exception
-Known miss: needs three line-counted preemptions on a fresh run; random schedules rarely draw them
 
 A copy of ``correct_per_run_locks`` whose ``_run_lock`` skips the registry lock ("a dict get and a
 dict set are each atomic"): it looks the run's lock up and, if there is none, creates one and

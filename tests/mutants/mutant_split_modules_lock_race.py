@@ -2,7 +2,6 @@
 Caught by: no-hang-after-done
 Also caught by: nothing-after-done, done-exactly-once-last, no-exception
 Trace modules: tests.mutants._unguarded_run_locks
-Known miss: needs three line-counted preemptions on a fresh run; random schedules rarely draw them
 
 ``correct_split_modules`` with its helper swapped for ``tests.mutants._unguarded_run_locks``,
 whose ``for_run`` creates a fresh run's lock unguarded: two threads that both find no lock make
