@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, Verbosity, settings
 
 pytest_plugins = ["stateful.plugin"]
 
-CI_EXAMPLES = 400
+CI_EXAMPLES = 800
 
 # Built on Hypothesis's own "default" profile: on a machine that sets ``CI``, Hypothesis loads its
 # built-in derandomized profile at import, and a profile built on that would silently inherit

@@ -3,9 +3,10 @@
 Prints one table:
 
 (f) switch points per second of ``stateful.runtime.Runtime``: managed threads run a traced loop
-    in this file, so every line is a switch point at which the thread parks and the controller
-    resumes a thread (the same one under ``RunToCompletion``; the other one when two threads
-    alternate at every switch point), against the same loop run untraced;
+    in this file, so every line is a switch point at which the strategy chooses the next thread:
+    under ``RunToCompletion`` the running one, which then goes on without a hand-off; when two
+    threads alternate at every switch point, the other one, so the running thread parks and
+    the controller resumes the other; against the same loop run untraced;
 (g) examples per second of ``stateful.machine.RunBrokerMachine`` against ``broker:RunBroker``
     under Hypothesis, with the suite's step count and ``derandomize=True``, so every run of the
     benchmark draws the same examples; and the switch points those examples took.
@@ -227,8 +228,9 @@ def format_table(results: Results) -> str:
         f"Python {platform.python_version()} on {platform.machine()}"
     )
     footer = (
-        "(f): each switch point parks the running thread and resumes one through the "
-        "controller thread (two real lock hand-offs). (g): one Hypothesis run of the machine."
+        "(f): at each switch point the strategy chooses; kept running (RunToCompletion), the "
+        "thread goes on; switched (alternating), it parks and the controller resumes the other "
+        "(two real lock hand-offs). (g): one Hypothesis run of the machine."
     )
     return "\n".join([header, "", *lines, "", footer])
 

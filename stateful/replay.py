@@ -58,13 +58,14 @@ class ReplayLedger:
     """Bounded memory of interleavings seen, keyed by what determined them."""
 
     def __init__(self) -> None:
-        self._seen: OrderedDict[Hashable, tuple[str, ...]] = OrderedDict()
+        # Entries are compared as values and described only when two executions differ.
+        self._seen: OrderedDict[Hashable, tuple[Entry, ...]] = OrderedDict()
         self.last_divergence: Divergence | None = None
 
     def record(
         self, key: Hashable, steps: str, entries: Sequence[Entry], thread_names: Sequence[str]
     ) -> None:
-        fingerprint = tuple(describe_entry(entry, thread_names) for entry in entries)
+        fingerprint = tuple(entries)
         previous = self._seen.get(key)
         if previous is None:
             self._seen[key] = fingerprint
@@ -81,13 +82,19 @@ class ReplayLedger:
         self.last_divergence = Divergence(
             steps=steps,
             index=index,
-            before=previous[index] if index < len(previous) else "(the interleaving ended)",
-            after=fingerprint[index] if index < len(fingerprint) else "(the interleaving ended)",
+            before=_described(previous, index, thread_names),
+            after=_described(fingerprint, index, thread_names),
         )
 
     def reset(self) -> None:
         self._seen.clear()
         self.last_divergence = None
+
+
+def _described(entries: Sequence[Entry], index: int, thread_names: Sequence[str]) -> str:
+    if index >= len(entries):
+        return "(the interleaving ended)"
+    return describe_entry(entries[index], thread_names)
 
 
 LEDGER = ReplayLedger()
