@@ -401,7 +401,7 @@ class Runtime:
         The choice is the one the controller would make if the thread parked here, made here:
         the same runnable threads (every other one is parked), the same strategy call, the same
         trace entry and step count. Only a switch to another thread costs the two hand-offs of
-        a park; most switch points let the running thread go on, and cost a function call."""
+        a park; at most switch points the running thread goes on, without one."""
         strategy = self._strategy
         if strategy is None or self._steps >= self.max_steps:
             self._park(managed, _always, position, None, None)  # the controller decides
