@@ -38,7 +38,11 @@ Preemption = tuple[int, int, bool]
 
 class SchedulingStrategy(Protocol):
     """Picks the next thread. ``runnable`` is sorted and never empty; ``at_sync`` tells whether
-    the running thread (if any) stands at a synchronisation point."""
+    the running thread (if any) stands at a synchronisation point.
+
+    ``choose`` is called on whichever thread is running (a managed thread at its own switch
+    point, or the controller), one call at a time: it must be a pure function of its state and
+    arguments, and must not draw from Hypothesis, whose draws belong to the test's thread."""
 
     def choose(self, runnable: Sequence[int], current: int | None, at_sync: bool) -> int: ...
 
