@@ -2,10 +2,12 @@
 
 ``measure`` runs the state machine against one implementation and reports whether it failed,
 with which invariant, after how many examples and seconds, and how many steps the shrunk
-example has. ``python -m stateful.killmatrix`` prints that as a table for every broker in a
-registry module (default ``tests.mutants``, whose ``zoo()`` lists entries with ``impl``,
-``correct``, ``invariant``, ``also`` and ``trace_modules``), under a
-Hypothesis profile, with the free-running stress mode side by side::
+example has; ``unexpected`` says whether that is what a registry entry expects. ``python -m
+stateful.killmatrix`` prints that as a table for every broker in a registry module (default
+``tests.mutants``, whose ``zoo()`` lists entries with ``impl``, ``correct``, ``invariant``,
+``also`` and ``trace_modules``), under a Hypothesis profile, with the free-running stress mode
+side by side, and exits with status 1 when an entry's controlled verdict is not the expected
+one::
 
     python -m stateful.killmatrix --profile ci
 """
@@ -20,7 +22,7 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from hypothesis import Phase
 from hypothesis import settings as Settings
@@ -44,6 +46,32 @@ class Outcome:
     examples: int
     seconds: float
     message: str = ""
+
+
+class Expectation(Protocol):
+    """What a registry entry expects of the suite: pass a correct broker, fail a mutant with
+    ``invariant`` or one of ``also``."""
+
+    @property
+    def correct(self) -> bool: ...
+    @property
+    def invariant(self) -> str | None: ...
+    @property
+    def also(self) -> tuple[str, ...]: ...
+
+
+def unexpected(expected: Expectation, outcome: Outcome) -> str | None:
+    """Why ``outcome`` is not what ``expected`` asks for, or None when it is."""
+    if expected.correct:
+        if outcome.killed:
+            return f"false alarm on a correct broker ({outcome.invariant}):\n{outcome.message}"
+        return None
+    if not outcome.killed:
+        return f"survived {outcome.examples} examples"
+    allowed = (expected.invariant, *expected.also)
+    if outcome.invariant not in allowed:
+        return f"killed by {outcome.invariant}, expected one of {allowed}:\n{outcome.message}"
+    return None
 
 
 class _Probe:
@@ -151,7 +179,7 @@ def _expected(entry: Any) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="ci", help="Hypothesis profile (default: ci)")
-    parser.add_argument("--registry", default="tests.mutants", help="module with CORRECT, MUTANTS")
+    parser.add_argument("--registry", default="tests.mutants", help="module with a zoo()")
     parser.add_argument("--no-stress", action="store_true", help="skip the free-running column")
     parser.add_argument(
         "--verdict",
@@ -165,6 +193,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     registry = importlib.import_module(args.registry)
     entries = {entry.impl: entry for entry in registry.zoo()}
     rows = []
+    problems = []
     for spec in args.specs or list(entries):
         entry = entries.get(spec)
         traced = entry.trace_modules if entry is not None else ()
@@ -173,6 +202,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(json.dumps(dataclasses.asdict(outcome)))
             continue
         controlled = measure(spec, settings, trace_modules=traced)
+        problem = unexpected(entry, controlled) if entry is not None else None
+        if problem is not None:
+            problems.append(f"{spec}: {problem}")
         free = (
             None
             if args.no_stress
@@ -187,7 +219,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"examples per broker (the search stops at the first failure)"
     )
     print(table(rows))
-    return 0
+    for problem in problems:
+        print(f"not as expected: {problem}", file=sys.stderr)
+    return 1 if problems else 0
 
 
 if __name__ == "__main__":
