@@ -1,13 +1,14 @@
 """``python -m bench <benchmark> [--quick]``: ``fanout`` (the broker against the in-loop floor and
-the original design) or ``scheduler`` (the stateful suite's deterministic scheduler)."""
+the original design), ``scheduler`` (the stateful suite's deterministic scheduler) or ``search``
+(how many examples the suite needs to catch its hardest mutants)."""
 
 from __future__ import annotations
 
 import sys
 
-from bench import fanout, scheduler
+from bench import fanout, scheduler, search
 
-BENCHMARKS = {"fanout": fanout.main, "scheduler": scheduler.main}
+BENCHMARKS = {"fanout": fanout.main, "scheduler": scheduler.main, "search": search.main}
 
 
 def main(argv: list[str]) -> int:

@@ -18,10 +18,12 @@ import argparse
 import dataclasses
 import importlib
 import json
+import subprocess
 import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 from hypothesis import Phase
@@ -111,9 +113,11 @@ def measure(
     free_running: bool = False,
     shrink: bool = True,
     trace_modules: tuple[str, ...] = (),
+    seed: int | None = None,
 ) -> Outcome:
-    """Run the suite against ``spec`` under ``settings``, tracing ``trace_modules`` besides the
-    module defining the class; never raises for a failure."""
+    """Run the suite against ``spec`` under ``settings`` (and Hypothesis ``seed``, unless
+    derandomized), tracing ``trace_modules`` besides the module defining the class; never
+    raises for a failure."""
     phases = [phase for phase in settings.phases if shrink or phase is not Phase.shrink]
     settings = Settings(settings, phases=phases, report_multiple_bugs=False, database=None)
     probe = _Probe()
@@ -121,7 +125,7 @@ def measure(
     message = ""
     try:
         machine = machine_for(spec, free_running=free_running, trace_modules=trace_modules)
-        run_machine(_probed(machine, probe), settings=settings)
+        run_machine(_probed(machine, probe), settings=settings, seed=seed)
     except ScheduleFailure as failure:
         invariant, message = failure.invariant, str(failure)
     except Flaky as failure:
@@ -141,6 +145,29 @@ def measure(
         seconds=seconds,
         message=message,
     )
+
+
+def measure_in_new_process(
+    spec: str,
+    profile: str,
+    *,
+    seed: int | None = None,
+    cwd: Path | None = None,
+    timeout: float | None = None,
+) -> Outcome:
+    """``measure`` without shrinking, under a Hypothesis profile (and ``seed``), in a fresh
+    interpreter (``--verdict``). Hypothesis seeds part of its generation with constants of the
+    project's modules loaded in the process, so measured in a process that imported other
+    brokers first, the same seed would give another verdict."""
+    command = [sys.executable, "-m", "stateful.killmatrix", "--profile", profile, "--verdict"]
+    if seed is not None:
+        command += ["--seed", str(seed)]
+    done = subprocess.run(
+        [*command, spec], cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"the kill matrix could not measure {spec}:\n{done.stderr}")
+    return Outcome(**json.loads(done.stdout.splitlines()[-1]))
 
 
 def _cell(outcome: Outcome) -> str:
@@ -186,10 +213,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="controlled mode only, no shrinking; print each outcome as a JSON line",
     )
+    parser.add_argument(
+        "--seed", type=int, help="with --verdict: this Hypothesis seed, not derandomized"
+    )
     parser.add_argument("specs", nargs="*", help="module:Class to measure (default: the registry)")
     args = parser.parse_args(argv)
     importlib.import_module("conftest")  # registers the project's Hypothesis profiles
     settings = Settings.get_profile(args.profile)
+    if args.seed is not None:
+        if not args.verdict:
+            parser.error("--seed goes with --verdict")
+        settings = Settings(settings, derandomize=False)
     registry = importlib.import_module(args.registry)
     entries = {entry.impl: entry for entry in registry.zoo()}
     rows = []
@@ -198,7 +232,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         entry = entries.get(spec)
         traced = entry.trace_modules if entry is not None else ()
         if args.verdict:
-            outcome = measure(spec, settings, shrink=False, trace_modules=traced)
+            outcome = measure(spec, settings, shrink=False, trace_modules=traced, seed=args.seed)
             print(json.dumps(dataclasses.asdict(outcome)))
             continue
         controlled = measure(spec, settings, trace_modules=traced)

@@ -2,19 +2,28 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+Main = Callable[[list[str]], int]
 
-def test_the_quick_fanout_benchmark_prints_every_row(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    # bench/ is run from the repository root, not installed.
+
+@pytest.fixture
+def bench(monkeypatch: pytest.MonkeyPatch) -> Main:
+    """``python -m bench``'s entry point; bench/ is run from the repository root, not installed."""
     monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1]))
     from bench.__main__ import main
 
-    assert main(["fanout", "--quick"]) == 0
+    return main
+
+
+def test_the_quick_fanout_benchmark_prints_every_row(
+    bench: Main, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert bench(["fanout", "--quick"]) == 0
     table = capsys.readouterr().out
     for row in (
         "(a) vs (b) deliveries/s, in-loop floor",
@@ -30,12 +39,9 @@ def test_the_quick_fanout_benchmark_prints_every_row(
 
 
 def test_the_quick_scheduler_benchmark_prints_every_row(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    bench: Main, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1]))
-    from bench.__main__ import main
-
-    assert main(["scheduler", "--quick"]) == 0
+    assert bench(["scheduler", "--quick"]) == 0
     table = capsys.readouterr().out
     for row in (
         "(f) switch points/s, 1 thread, RunToCompletion",
@@ -49,10 +55,16 @@ def test_the_quick_scheduler_benchmark_prints_every_row(
 
 
 def test_an_unknown_benchmark_is_a_usage_error(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    bench: Main, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1]))
-    from bench.__main__ import main
-
-    assert main(["nope"]) == 2
+    assert bench(["nope"]) == 2
     assert "usage" in capsys.readouterr().err
+
+
+def test_the_quick_search_benchmark_prints_every_row(
+    bench: Main, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert bench(["search", "--quick"]) == 0
+    table = capsys.readouterr().out
+    assert "examples per seed" in table, table
+    assert re.search(r"^mutant_original_design +[01]/1 ", table, re.MULTILINE), table

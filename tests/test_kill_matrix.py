@@ -9,14 +9,11 @@ broker, correct or not, gets the profile's examples (the search stops at its fir
 Shrinking is left to ``python -m stateful.killmatrix``, which also prints the table.
 """
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from stateful.killmatrix import Outcome, unexpected
+from stateful.killmatrix import measure_in_new_process, unexpected
 from tests.mutants import ZooEntry, zoo
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -25,21 +22,9 @@ ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT_SECONDS = 600
 
 
-def verdict(impl: str) -> Outcome:
-    """Measure ``impl`` at the ``ci`` profile in a fresh interpreter."""
-    done = subprocess.run(
-        [sys.executable, "-m", "stateful.killmatrix", "--profile", "ci", "--verdict", impl],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT_SECONDS,
-        check=False,
-    )
-    assert done.returncode == 0, f"the kill matrix could not measure {impl}:\n{done.stderr}"
-    return Outcome(**json.loads(done.stdout.splitlines()[-1]))
-
-
 @pytest.mark.parametrize("entry", zoo(), ids=lambda entry: entry.impl.rpartition(".")[2])
 def test_kill_matrix(entry: ZooEntry) -> None:
-    problem = unexpected(entry, verdict(entry.impl))
+    problem = unexpected(
+        entry, measure_in_new_process(entry.impl, "ci", cwd=ROOT, timeout=TIMEOUT_SECONDS)
+    )
     assert problem is None, f"{entry.impl} ({entry.defect}): {problem}"

@@ -1,0 +1,127 @@
+"""``python -m bench search [--seeds N] [--quick] [mutant ...]``: the suite's search power, as
+examples to the first failure over several random seeds.
+
+The kill matrix runs each mutant once, derandomized: one draw from a wide distribution, so one
+number says little about whether a change to the scheduling strategy, the preemption
+distribution or the rules made the search better. This runs each mutant (by default the zoo's
+hardest races) in controlled mode under the ``ci`` profile, but with seeds 1..N instead of
+derandomized, without shrinking, each in a new interpreter as the kill-matrix test does; it
+prints per mutant how many seeds killed it within the profile's examples, the mean and worst
+examples and seconds to the first failure (a survivor counts with all the examples it ran) and
+each seed's count, so two versions can be compared on the same seeds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from stateful.killmatrix import Outcome, measure_in_new_process
+from tests.mutants import ZooEntry, zoo
+
+PROFILE = "ci"
+
+#: The races the default ``ci`` run needs the most examples for.
+HARDEST = (
+    "mutant_batch_pending_reset_late",
+    "mutant_done_overtakes_batch",
+    "mutant_replay_hole",
+    "mutant_push_outside_lock",
+    "mutant_batch_lost_wakeup",
+    "mutant_close_snapshot_unlocked",
+)
+
+
+@dataclass(frozen=True)
+class Config:
+    """The sizes of one benchmark run."""
+
+    seeds: int = 5
+    mutants: tuple[str, ...] = HARDEST
+
+
+QUICK = Config(seeds=1, mutants=("mutant_original_design",))
+
+
+@dataclass(frozen=True)
+class Search:
+    """One mutant's outcomes, one per seed."""
+
+    entry: ZooEntry
+    outcomes: tuple[Outcome, ...]
+
+    def examples(self) -> list[int]:
+        return [o.examples_to_failure or o.examples for o in self.outcomes]
+
+    def seconds(self) -> list[float]:
+        return [o.seconds_to_failure or o.seconds for o in self.outcomes]
+
+
+def find(name: str) -> ZooEntry:
+    """The zoo entry whose module is ``name`` (``mutant_...``) or whose spec is ``name``."""
+    for entry in zoo():
+        if name in (entry.impl, entry.impl.partition(":")[0].rpartition(".")[2]):
+            return entry
+    raise SystemExit(f"no broker {name!r} in tests.mutants")
+
+
+def run(config: Config) -> list[Search]:
+    """Measure every mutant of ``config`` with every seed, each in a new interpreter."""
+    searches = []
+    for name in config.mutants:
+        entry = find(name)
+        outcomes = tuple(
+            measure_in_new_process(entry.impl, PROFILE, seed=seed)
+            for seed in range(1, config.seeds + 1)
+        )
+        searches.append(Search(entry, outcomes))
+    return searches
+
+
+def format_table(config: Config, searches: Sequence[Search]) -> str:
+    """The printed report: a header line and one row per mutant."""
+    rows = [("mutant", "killed", "mean ex", "worst ex", "mean s", "worst s", "examples per seed")]
+    for search in searches:
+        examples = search.examples()
+        seconds = search.seconds()
+        killed = sum(o.killed for o in search.outcomes)
+        rows.append(
+            (
+                search.entry.impl.partition(":")[0].rpartition(".")[2],
+                f"{killed}/{len(search.outcomes)}",
+                f"{statistics.mean(examples):.1f}",
+                f"{max(examples)}",
+                f"{statistics.mean(seconds):.1f}",
+                f"{max(seconds):.1f}",
+                " ".join(str(o.examples_to_failure) if o.killed else "-" for o in search.outcomes),
+            )
+        )
+    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
+    lines = [
+        "  ".join(
+            cell.ljust(width) if column in (0, len(row) - 1) else cell.rjust(width)
+            for column, (cell, width) in enumerate(zip(row, widths, strict=True))
+        ).rstrip()
+        for row in rows
+    ]
+    lines.insert(1, "-" * len(lines[0]))
+    header = (
+        f"search: {PROFILE} profile with seeds 1-{config.seeds}, no shrinking; "
+        f"Python {platform.python_version()} on {platform.machine()}"
+    )
+    footer = "A survivor counts with the examples it ran, and shows as - per seed."
+    return "\n".join([header, "", *lines, "", footer])
+
+
+def main(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench search", description=__doc__)
+    parser.add_argument("--seeds", type=int, default=Config.seeds, help="seeds 1..N")
+    parser.add_argument("--quick", action="store_true", help="a small smoke run")
+    parser.add_argument("mutants", nargs="*", help="zoo module names or specs (default: hardest)")
+    args = parser.parse_args(argv)
+    config = QUICK if args.quick else Config(args.seeds, tuple(args.mutants) or HARDEST)
+    print(format_table(config, run(config)))
+    return 0
