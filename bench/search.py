@@ -60,19 +60,26 @@ class Search:
         return [o.seconds_to_failure or o.seconds for o in self.outcomes]
 
 
-def find(name: str) -> ZooEntry:
-    """The zoo entry whose module is ``name`` (``mutant_...``) or whose spec is ``name``."""
+def module_name(entry: ZooEntry) -> str:
+    """``mutant_...``: the name of the zoo module that defines the entry's broker."""
+    return entry.impl.partition(":")[0].rpartition(".")[2]
+
+
+def find(names: Sequence[str]) -> list[ZooEntry]:
+    """The zoo entries named by module (``mutant_...``) or by spec, in the order given."""
+    index = {}
     for entry in zoo():
-        if name in (entry.impl, entry.impl.partition(":")[0].rpartition(".")[2]):
-            return entry
-    raise SystemExit(f"no broker {name!r} in tests.mutants")
+        index[entry.impl] = index[module_name(entry)] = entry
+    unknown = [name for name in names if name not in index]
+    if unknown:
+        raise SystemExit(f"no broker {', '.join(unknown)} in tests.mutants")
+    return [index[name] for name in names]
 
 
 def run(config: Config) -> list[Search]:
     """Measure every mutant of ``config`` with every seed, each in a new interpreter."""
     searches = []
-    for name in config.mutants:
-        entry = find(name)
+    for entry in find(config.mutants):
         outcomes = tuple(
             measure_in_new_process(entry.impl, PROFILE, seed=seed)
             for seed in range(1, config.seeds + 1)
@@ -90,7 +97,7 @@ def format_table(config: Config, searches: Sequence[Search]) -> str:
         killed = sum(o.killed for o in search.outcomes)
         rows.append(
             (
-                search.entry.impl.partition(":")[0].rpartition(".")[2],
+                module_name(search.entry),
                 f"{killed}/{len(search.outcomes)}",
                 f"{statistics.mean(examples):.1f}",
                 f"{max(examples)}",
