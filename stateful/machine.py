@@ -202,6 +202,13 @@ class RunBrokerMachine(RuleBasedStateMachine):
         self._log(f"resume({sub.name})")
         self._resume(sub)
 
+    # Hypothesis's swarm testing leaves each rule out of about half the examples, this one too.
+    # Such an example runs everything it queued at teardown, one thread after another: it finds
+    # no race, but it does find what large sequential batches show (a backlog overflowing just
+    # before close). Rounds made unavoidable (run under a schedule drawn by an ``initialize``
+    # rule once a few operations are queued) halved the examples the hardest races need, but
+    # let ``done_overtakes_batch``, found by such batches, survive half the seeds; measure any
+    # change here with ``python -m bench search --seeds 20``.
     @precondition(lambda self: self._pending >= 2)
     @rule(schedule=preemption_schedules())
     @_reported

@@ -1,4 +1,5 @@
-"""The benchmarks run (``--quick``) and print every row; no timing is asserted."""
+"""The benchmarks run (``--quick``) and print every row, and the search table computes what it
+prints; no timing is asserted."""
 
 from __future__ import annotations
 
@@ -68,3 +69,28 @@ def test_the_quick_search_benchmark_prints_every_row(
     table = capsys.readouterr().out
     assert "examples per seed" in table, table
     assert re.search(r"^mutant_original_design +[01]/1 ", table, re.MULTILINE), table
+
+
+def test_the_search_table_gives_the_mean_with_its_standard_error(bench: Main) -> None:
+    from bench.search import Config, Search, find, format_table
+    from stateful.killmatrix import Outcome
+
+    def outcome(examples: int, killed: bool = True) -> Outcome:
+        return Outcome(
+            spec="spec",
+            killed=killed,
+            invariant="order" if killed else None,
+            examples_to_failure=examples if killed else None,
+            seconds_to_failure=1.0 if killed else None,
+            shrunk_steps=None,
+            examples=examples,
+            seconds=1.0,
+        )
+
+    entry = find(["mutant_original_design"])[0]
+    # 10, 20 and a survivor after 30: mean 20, standard deviation 10, over the root of 3.
+    search = Search(entry, (outcome(10), outcome(20), outcome(30, killed=False)))
+    table = format_table(Config(seeds=3, mutants=("mutant_original_design",)), [search])
+    row = next(line for line in table.splitlines() if line.startswith("mutant_original_design"))
+    expected = ["mutant_original_design", "2/3", "20.0", "5.8", "30", "1.0", "1.0", "10 20 -"]
+    assert row.split(maxsplit=7) == expected, table
