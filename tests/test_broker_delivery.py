@@ -15,34 +15,7 @@ from typing import Any
 import pytest
 
 from broker import RunBroker, is_terminal
-
-
-def drain(queue: asyncio.Queue[dict[str, Any]]) -> list[dict[str, Any]]:
-    items = []
-    while not queue.empty():
-        items.append(queue.get_nowait())
-    return items
-
-
-async def loop_step() -> None:
-    """One loop turn: the callbacks already scheduled (the broker's flush) run first."""
-    await asyncio.sleep(0)
-
-
-def in_thread(function: Callable[..., object], *args: object) -> None:
-    errors: list[BaseException] = []
-
-    def target() -> None:
-        try:
-            function(*args)
-        except BaseException as error:
-            errors.append(error)
-
-    thread = threading.Thread(target=target)
-    thread.start()
-    thread.join()
-    if errors:
-        raise errors[0]
+from tests.broker_support import drain, in_thread, loop_step
 
 
 def emit_many(broker: RunBroker, run_id: str, producer: int, count: int) -> None:

@@ -3,25 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
 from broker import RunBroker
-
-
-def drain(queue: asyncio.Queue[dict[str, Any]]) -> list[dict[str, Any]]:
-    items = []
-    while not queue.empty():
-        items.append(queue.get_nowait())
-    return items
-
-
-async def loop_step() -> None:
-    """One loop turn: the callbacks already scheduled (the broker's flush) run first."""
-    await asyncio.sleep(0)
+from tests.broker_support import drain, in_thread, loop_step
 
 
 def emit_in_thread(broker: RunBroker, run_id: str, count: int) -> None:
@@ -29,9 +16,7 @@ def emit_in_thread(broker: RunBroker, run_id: str, count: int) -> None:
         for n in range(count):
             broker.emit(run_id, {"n": n})
 
-    thread = threading.Thread(target=emit_all)
-    thread.start()
-    thread.join()
+    in_thread(emit_all)
 
 
 OVERFLOW = {"type": "overflow", "limit": 3}

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from broker import RunBroker
+from tests.broker_support import drain, in_thread, loop_step
 
 
 def _load_original() -> type[Any]:
@@ -40,35 +41,6 @@ IMPLEMENTATIONS = pytest.mark.parametrize(
         ),
     ],
 )
-
-
-def drain(queue: asyncio.Queue[dict[str, Any]]) -> list[dict[str, Any]]:
-    items = []
-    while not queue.empty():
-        items.append(queue.get_nowait())
-    return items
-
-
-async def loop_step() -> None:
-    """One loop turn: the callbacks already scheduled (the broker's flush) run first."""
-    await asyncio.sleep(0)
-
-
-def in_thread(function: Callable[..., object], *args: object) -> None:
-    """Run ``function`` on a producer thread to completion; re-raise what escaped it."""
-    errors: list[BaseException] = []
-
-    def target() -> None:
-        try:
-            function(*args)
-        except BaseException as error:
-            errors.append(error)
-
-    thread = threading.Thread(target=target)
-    thread.start()
-    thread.join()
-    if errors:
-        raise errors[0]
 
 
 def count_wakeups(loop: asyncio.AbstractEventLoop, monkeypatch: pytest.MonkeyPatch) -> list[int]:

@@ -2,25 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
-import threading
 from typing import Any
 
 import pytest
 
 from broker import RunBroker
-
-
-def drain(queue: asyncio.Queue[dict[str, Any]]) -> list[dict[str, Any]]:
-    items = []
-    while not queue.empty():
-        items.append(queue.get_nowait())
-    return items
-
-
-async def loop_step() -> None:
-    """One loop turn: the callbacks already scheduled (the broker's flush) run first."""
-    await asyncio.sleep(0)
+from tests.broker_support import drain, in_thread, loop_step
 
 
 def emit_in_thread(broker: RunBroker, run_id: str, first: int, last: int) -> None:
@@ -28,9 +15,7 @@ def emit_in_thread(broker: RunBroker, run_id: str, first: int, last: int) -> Non
         for n in range(first, last + 1):
             broker.emit(run_id, {"n": n})
 
-    thread = threading.Thread(target=emit_range)
-    thread.start()
-    thread.join()
+    in_thread(emit_range)
 
 
 def ids(items: list[dict[str, Any]]) -> list[int]:
