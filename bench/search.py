@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from stateful.killmatrix import Outcome, measure_in_new_process
-from tests.mutants import ZooEntry, zoo
+from tests.mutants import ZooEntry, module_name, zoo
 
 PROFILE = "ci"
 
@@ -64,16 +64,11 @@ class Search:
         return [o.seconds_to_failure or o.seconds for o in self.outcomes]
 
 
-def module_name(entry: ZooEntry) -> str:
-    """``mutant_...``: the name of the zoo module that defines the entry's broker."""
-    return entry.impl.partition(":")[0].rpartition(".")[2]
-
-
 def find(names: Sequence[str]) -> list[ZooEntry]:
     """The zoo entries named by module (``mutant_...``) or by spec, in the order given."""
     index = {}
     for entry in zoo():
-        index[entry.impl] = index[module_name(entry)] = entry
+        index[entry.impl] = index[module_name(entry.impl)] = entry
     unknown = [name for name in names if name not in index]
     if unknown:
         raise SystemExit(f"no broker {', '.join(unknown)} in tests.mutants")
@@ -120,7 +115,7 @@ def format_table(config: Config, searches: Sequence[Search]) -> str:
         killed = sum(o.killed for o in search.outcomes)
         rows.append(
             (
-                module_name(search.entry),
+                module_name(search.entry.impl),
                 f"{killed}/{len(search.outcomes)}",
                 f"{statistics.mean(examples):.1f}",
                 f"{standard_error(examples):.1f}",

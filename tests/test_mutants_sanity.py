@@ -22,6 +22,7 @@ from tests.mutants import (
     MUTANTS,
     entry,
     load_class,
+    module_name,
     parse_caught_by,
     zoo,
 )
@@ -87,7 +88,7 @@ BACKLOG = [impl for impl in CORRECT if has_backlog_limit(impl)]
 def test_registry_lists_every_module_once() -> None:
     # Modules named ``_*`` are helpers that a broker of the zoo imports, not brokers.
     on_disk = {p.stem for p in MUTANTS_DIR.glob("*.py") if not p.stem.startswith("_")}
-    listed = [impl.partition(":")[0].rpartition(".")[2] for impl in (*CORRECT, *MUTANTS)]
+    listed = [module_name(impl) for impl in (*CORRECT, *MUTANTS)]
     assert sorted(listed) == sorted(on_disk)
     assert all(m.startswith("correct_") for m in listed[: len(CORRECT)])
     assert all(m.startswith("mutant_") for m in listed[len(CORRECT) :])

@@ -123,12 +123,16 @@ def parse_caught_by(docstring: str) -> tuple[str, tuple[str, ...]]:
     return caught[0], tuple(also)
 
 
+def module_name(impl: str) -> str:
+    """``mutant_...`` or ``correct_...``: the name of the zoo module that defines ``impl``."""
+    return impl.partition(":")[0].rpartition(".")[2]
+
+
 def module_docstring(impl: str) -> str:
     """The module docstring of ``impl``'s module, read from source without importing it."""
-    module = impl.partition(":")[0]
-    if not module.startswith(_PACKAGE + "."):
+    if not impl.partition(":")[0].startswith(_PACKAGE + "."):
         raise ValueError(f"{impl!r} is not in {_PACKAGE}")
-    path = Path(__file__).with_name(module.rpartition(".")[2] + ".py")
+    path = Path(__file__).with_name(module_name(impl) + ".py")
     doc = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8")))
     if not doc:
         raise ValueError(f"{path.name} has no module docstring")
