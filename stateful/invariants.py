@@ -134,7 +134,7 @@ def _check_events(history: History, sub: Subscriber) -> None:
     last_seq: dict[int, int] = {}
     last_id: int | None = None
     closed_at = history.close_returned(sub.run)
-    for item in sub.items:
+    for position, item in enumerate(sub.items):
         key = event_key(item)
         if key is None:
             if item_type(item) not in ("done", "overflow", "gap"):
@@ -169,6 +169,15 @@ def _check_events(history: History, sub: Subscriber) -> None:
                     "order", f"{sub.name} got id {event_id} after id {last_id}. {_received(sub)}"
                 )
             if last_id is not None and event_id != last_id + 1:
+                missing = range(last_id + 1, event_id)
+                later = sub.items[position + 1 :]
+                late = [o["id"] for o in later if isinstance(o, dict) and o.get("id") in missing]
+                if late:
+                    raise violation(
+                        "order",
+                        f"{sub.name} got id {event_id} right after id {last_id}, and id "
+                        f"{late[0]} after it. {_received(sub)}",
+                    )
                 # Every later event of the run goes to a registered subscriber, so the ids of
                 # its stream (replay, then live) run on without a hole: a hole is a lost event.
                 raise violation(
