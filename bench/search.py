@@ -28,8 +28,12 @@ from tests.mutants import ZooEntry, module_name, zoo
 
 PROFILE = "ci"
 
-#: The races the default ``ci`` run needs the most examples for.
+#: The races the ``ci`` profile finds within the fewest seeds or after the most examples.
 HARDEST = (
+    # A per-run lock made lazily by two threads at once: found within 800 examples by about one
+    # seed in five, so whether the derandomized ``ci`` draw finds them is luck.
+    "mutant_run_lock_created_twice",
+    "mutant_split_modules_lock_race",
     "mutant_batch_pending_reset_late",
     "mutant_done_overtakes_batch",
     "mutant_replay_hole",
