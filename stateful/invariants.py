@@ -19,7 +19,8 @@ message names the run, the subscriber and the events involved:
 ``no-lost-events``
     an event whose emit began after a subscriber's subscribe returned, and returned before close
     began, reaches that subscriber unless it unsubscribed (checked once the threads settle); and
-    at any time, the ids a subscriber received run on without a hole.
+    at any time, the ids a subscriber received run on without a hole (a hole that an event
+    received later fills is an ``order`` violation: nothing was lost).
 ``no-hang-after-done``
     once close has returned and the threads settle, every live subscriber has its done.
 ``subscriber-map-cleanup``
