@@ -35,7 +35,7 @@ from stateful.strategy import RunToCompletion, SchedulingStrategy
 from stateful.trace import Step
 
 IMPL = "broker:RunBroker"
-# As the suite runs the machine (conftest.py's profiles): 25 rules per example.
+# As the suite runs the machine (conftest.py's profiles): 25 steps per example.
 STEP_COUNT = 25
 
 
@@ -224,7 +224,7 @@ def format_table(results: Results) -> str:
     header = (
         f"scheduler: {config.iterations:,} loop iterations, best of {config.repeats}; "
         f"max_examples={config.examples} ({results.machine.examples} examples run) x "
-        f"{STEP_COUNT} rules, derandomized; "
+        f"{STEP_COUNT} steps, derandomized; "
         f"Python {platform.python_version()} on {platform.machine()}"
     )
     footer = (

@@ -3,7 +3,7 @@ examples to the first failure over several random seeds.
 
 The kill matrix runs each mutant once, derandomized: one draw from a wide distribution, so one
 number says little about whether a change to the scheduling strategy, the preemption
-distribution or the rules made the search better. This runs each mutant (by default the zoo's
+distribution or the operations made the search better. This runs each mutant (by default the zoo's
 hardest races) in controlled mode under the ``ci`` profile, but with seeds 1..N instead of
 derandomized, without shrinking, each in a new interpreter as the kill-matrix test does; it
 prints per mutant how many seeds killed it within the profile's examples, the mean examples to

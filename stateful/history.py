@@ -49,7 +49,9 @@ NOT_STARTED = sys.maxsize
 
 
 @dataclass
-class Emit:
+class EmitRecord:
+    """An emit, from when it was queued; ``began`` and ``returned`` are set as it runs."""
+
     key: EventKey
     run: str
     began: int = NOT_STARTED
@@ -60,7 +62,9 @@ class Emit:
 
 
 @dataclass
-class Close:
+class CloseRecord:
+    """A close, from when it began to run."""
+
     run: str
     producer: int
     began: int
@@ -122,15 +126,15 @@ class History:
     """Everything the machine did to the broker, and everything it observed."""
 
     def __init__(self) -> None:
-        self.emits: dict[EventKey, Emit] = {}
-        self.closes: list[Close] = []
+        self.emits: dict[EventKey, EmitRecord] = {}
+        self.closes: list[CloseRecord] = []
         self.subscribers: list[Subscriber] = []
         self._next_seq: dict[int, int] = defaultdict(int)
 
-    def new_emit(self, producer: int, run: str) -> Emit:
+    def new_emit(self, producer: int, run: str) -> EmitRecord:
         """Record an emit when it is queued; its ``began`` is set when it starts running."""
         self._next_seq[producer] += 1
-        record = Emit((producer, self._next_seq[producer]), run)
+        record = EmitRecord((producer, self._next_seq[producer]), run)
         self.emits[record.key] = record
         return record
 
@@ -147,7 +151,7 @@ class History:
             or any(s.run == run for s in self.subscribers)
         )
 
-    def first_close(self, run: str) -> Close | None:
+    def first_close(self, run: str) -> CloseRecord | None:
         """The close of ``run`` that began first: the one that counts for the contract."""
         return next((c for c in self.closes if c.run == run), None)
 
@@ -155,7 +159,7 @@ class History:
         returns = [c.returned for c in self.closes if c.run == run and c.returned is not None]
         return min(returns) if returns else None
 
-    def emits_of(self, run: str) -> list[Emit]:
+    def emits_of(self, run: str) -> list[EmitRecord]:
         """The emits of ``run`` that have begun."""
         return [e for e in self.emits.values() if e.run == run and e.began != NOT_STARTED]
 

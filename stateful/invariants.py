@@ -48,7 +48,7 @@ from collections.abc import Callable, Iterable
 from stateful.errors import InvariantViolation
 from stateful.history import (
     NOT_STARTED,
-    Emit,
+    EmitRecord,
     EventKey,
     History,
     Subscriber,
@@ -352,7 +352,7 @@ def _check_no_hang(history: History, sub: Subscriber) -> None:
     )
 
 
-def _required(history: History, sub: Subscriber) -> list[Emit]:
+def _required(history: History, sub: Subscriber) -> list[EmitRecord]:
     """The events the no-loss contract promises ``sub``."""
     if sub.subscribed is None:
         return []
@@ -366,7 +366,7 @@ def _required(history: History, sub: Subscriber) -> list[Emit]:
     ]
 
 
-def _happens_before(first: Emit, second: Emit, ids: dict[EventKey, int]) -> bool:
+def _happens_before(first: EmitRecord, second: EmitRecord, ids: dict[EventKey, int]) -> bool:
     """Whether ``first`` must precede ``second`` in every subscriber's stream."""
     if first.key[0] == second.key[0]:
         return first.key[1] < second.key[1]

@@ -1,15 +1,15 @@
 """``RunBrokerMachine``: the Hypothesis state machine that drives a broker from real threads.
 
-Rules queue operations on the threads where a real deployment runs them: ``emit`` and
-``close`` on two producer threads; ``subscribe`` (and, where the broker has replay,
-``subscribe_from`` and ``reconnect``) as consumer tasks on the loop thread that read their
-queue until a terminal item and then unsubscribe, as an SSE handler does; ``unsubscribe`` by
-cancelling such a task. Nothing runs until ``run_interleaved``, whose argument is a drawn
-``PreemptionSchedule``: the pending operations of all threads then run interleaved as it says,
-until every thread is idle and the loop has settled. Runs come from a pool of two, so
-operations on one run collide often.
+Its one rule, ``step``, performs an operation drawn by ``stateful.operations`` and queues it on
+the thread where a real deployment runs it: ``Emit`` and ``Close`` on two producer threads;
+``Subscribe`` (and, where the broker has replay, ``SubscribeFrom`` and ``Reconnect``) as
+consumer tasks on the loop thread that read their queue until a terminal item and then
+unsubscribe, as an SSE handler does; ``Unsubscribe`` by cancelling such a task. Nothing runs
+until a ``RunInterleaved`` operation, whose ``PreemptionSchedule`` is drawn too: the pending
+operations of all threads then run interleaved as it says, until every thread is idle and the
+loop has settled. Runs come from a pool of two, so operations on one run collide often.
 
-After every rule the safety invariants are checked; after every settle, liveness and cleanup
+After every step the safety invariants are checked; after every settle, liveness and cleanup
 too (``stateful.invariants``). On failure the report names the broken invariant, shows the
 interleaving as a per-thread timeline and what every subscriber received.
 
@@ -27,36 +27,34 @@ from collections.abc import Callable
 from typing import Any, ClassVar, TypeVar
 
 from hypothesis import currently_in_test_context, note
-from hypothesis import strategies as st
-from hypothesis.stateful import (
-    Bundle,
-    RuleBasedStateMachine,
-    consumes,
-    invariant,
-    precondition,
-    rule,
-)
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from stateful import config
 from stateful.harness import ControlledHarness, FreeHarness, Harness
-from stateful.history import Close, Emit, History, Subscriber, describe_item, item_type
+from stateful.history import CloseRecord, EmitRecord, History, Subscriber, describe_item, item_type
 from stateful.impl import BrokerImpl
 from stateful.introspect import SubscriberMaps
 from stateful.invariants import check_crashes, check_safety, check_settled, describe_all
+from stateful.operations import (
+    PRODUCERS,
+    RUN_SLOTS,
+    Close,
+    Emit,
+    Operation,
+    Options,
+    Reconnect,
+    Resume,
+    RunInterleaved,
+    Stall,
+    Subscribe,
+    SubscribeFrom,
+    Unsubscribe,
+    left_out_kinds,
+    operations,
+)
 from stateful.replay import LEDGER
 from stateful.report import timeline
-from stateful.strategy import (
-    PreemptionSchedule,
-    RunToCompletion,
-    SchedulingStrategy,
-    preemption_schedules,
-)
-
-RUN_SLOTS = 2
-PRODUCERS = 2
-# Most operations go to the first slot's run, so that they collide; the second run is there to
-# catch crosstalk between runs.
-slots = st.sampled_from((0, 0, 0, 1))
+from stateful.strategy import RunToCompletion, SchedulingStrategy
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -98,8 +96,6 @@ class RunBrokerMachine(RuleBasedStateMachine):
     trace_modules: ClassVar[tuple[str, ...]] = ()
     free_running: ClassVar[bool] = False
 
-    subscribers = Bundle("subscribers")
-
     def __init__(self) -> None:
         super().__init__()
         self.impl: BrokerImpl = config.load_impl(self.impl_spec, self.trace_modules)
@@ -118,12 +114,15 @@ class RunBrokerMachine(RuleBasedStateMachine):
         self.broker.bind_loop(self.harness.loop)
         self._maps = SubscriberMaps(m.__name__ for m in self.impl.modules)
         self._tasks: dict[Subscriber, asyncio.Task[None]] = {}
+        # Subscribers that operations may name: not yet unsubscribed or reconnected.
+        self._live: dict[str, Subscriber] = {}
         # Open while the client reads; a stalled client waits on its gate after each item.
         self._gates: dict[Subscriber, asyncio.Event] = {}
         self._steps: list[str] = []
-        # Rules name a run by slot. A slot's run, once closed, stays for one more batch of rules
-        # (to exercise late subscribers and late emits) and is then replaced by a fresh run, so
-        # that races against close keep happening all through a long example.
+        # Operations name a run by slot. A slot's run, once its close has run, stays for the
+        # operations queued before the next round (to exercise late subscribers and late emits)
+        # and is then replaced by a fresh run, so that races against close keep happening all
+        # through a long example.
         self._runs = [f"r{slot + 1}" for slot in range(RUN_SLOTS)]
         self._all_runs = list(self._runs)
         self._closed_earlier: set[str] = set()
@@ -131,91 +130,55 @@ class RunBrokerMachine(RuleBasedStateMachine):
         self._pending = 0
         self._failed = False
         self._emits_settled: Counter[str] = Counter()
+        self._left_out: tuple[str, ...] = ()
 
-    # -- rules --------------------------------------------------------------------------------
+    # -- the rules -----------------------------------------------------------------------------
 
-    @rule(target=subscribers, slot=slots)
-    def subscribe(self, slot: int) -> Subscriber:
-        return self._start(self.history.new_subscriber(self._runs[slot]))
+    @initialize(kinds=left_out_kinds())
+    def leave_out(self, kinds: tuple[str, ...]) -> None:
+        """Leave these optional kinds of operation out of this example (swarm testing)."""
+        self._left_out = kinds
 
-    @precondition(lambda self: self.impl.replay)
-    @rule(target=subscribers, slot=slots, data=st.data())
-    def subscribe_from(self, slot: int, data: st.DataObject) -> Subscriber:
-        """A first connection that asks for replay from an id some subscriber has seen."""
-        run = self._runs[slot]
-        # Bounded by the emits that had run when the threads last settled, not by what
-        # subscribers happened to see: the draw must not depend on how the threads ran, or
-        # free-running mode could not replay its examples.
-        ran = self._emits_settled.get(run, 0)
-        # Counted back from the newest id: the seam with live events is where replay breaks.
-        last_event_id = ran - data.draw(st.integers(0, ran), label="ids back from the newest")
-        return self._start(self.history.new_subscriber(run, last_event_id))
-
-    @precondition(lambda self: self.impl.replay)
-    @rule(target=subscribers, old=consumes(subscribers))
-    def reconnect(self, old: Subscriber) -> Subscriber:
-        """A page refresh: the old stream goes, a new one resumes after the last id it saw."""
-        self._cancel(old)
-        ids = [item["id"] for item in old.items if isinstance(item.get("id"), int)]
-        return self._start(self.history.new_subscriber(old.run, ids[-1] if ids else None))
-
-    @rule(sub=consumes(subscribers))
-    def unsubscribe(self, sub: Subscriber) -> None:
-        self._cancel(sub)
-
-    @rule(
-        producer=st.integers(0, PRODUCERS - 1),
-        slot=slots,
-        count=st.integers(1, 3),
-    )
-    def emit(self, producer: int, slot: int, count: int) -> None:
-        run = self._runs[slot]
-        for _ in range(count):
-            record = self.history.new_emit(producer, run)
-            self._log(f"emit({record}, {run})")
-            self.harness.on_producer(
-                producer, functools.partial(self._emit, record), f"emit {record} to {run}"
-            )
-        self._queued()
-
-    @rule(producer=st.integers(0, PRODUCERS - 1), slot=slots)
-    def close(self, producer: int, slot: int) -> None:
-        run = self._runs[slot]
-        self._log(f"close({producer}, {run})")
-        self.harness.on_producer(
-            producer, functools.partial(self._close, producer, run), f"close {run}"
-        )
-        self._queued()
-
-    @precondition(lambda self: self.impl.max_backlog is not None)
-    @rule(sub=subscribers)
-    def stall(self, sub: Subscriber) -> None:
-        """The client stops reading (a frozen tab), so its backlog grows."""
-        self._log(f"stall({sub.name})")
-        sub.stalled = True
-        self.harness.on_loop(lambda: self._gates[sub].clear())
-        self._queued()
-
-    @precondition(lambda self: self.impl.max_backlog is not None)
-    @rule(sub=subscribers)
-    def resume(self, sub: Subscriber) -> None:
-        self._log(f"resume({sub.name})")
-        self._resume(sub)
-
-    # Hypothesis's swarm testing leaves each rule out of about half the examples, this one too.
-    # Such an example runs everything it queued at teardown, one thread after another: it finds
-    # no race, but it does find what large sequential batches show (a backlog overflowing just
-    # before close). Rounds made unavoidable (run under a schedule drawn by an ``initialize``
-    # rule once a few operations are queued) halved the examples the hardest races need, but
-    # let ``done_overtakes_batch``, found by such batches, survive half the seeds. Exempting the
-    # core rules together (this one, emit, subscribe, stall, resume) sped up all six of the
-    # hardest races or left them as they were, but Hypothesis has no public way to exempt a
-    # rule. Measure any change here with ``python -m bench search``.
-    @precondition(lambda self: self._pending >= 2)
-    @rule(schedule=preemption_schedules())
+    @rule(op=operations())
     @_reported
-    def run_interleaved(self, schedule: PreemptionSchedule) -> None:
-        self._settle(schedule.start(), f"run_interleaved({schedule})")
+    def step(self, op: Operation) -> None:
+        """Queue ``op`` on the thread where a deployment runs it, or, for ``RunInterleaved``, run
+        everything queued."""
+        match op:
+            case Subscribe(slot=slot):
+                self._start(self.history.new_subscriber(self._runs[slot]))
+            case SubscribeFrom(slot=slot, back=back):
+                run = self._runs[slot]
+                self._start(self.history.new_subscriber(run, self._emits_settled[run] - back))
+            case Reconnect(subscriber=name):
+                old = self._live[name]
+                self._cancel(old)
+                ids = [item["id"] for item in old.items if isinstance(item.get("id"), int)]
+                self._start(self.history.new_subscriber(old.run, ids[-1] if ids else None))
+            case Unsubscribe(subscriber=name):
+                self._cancel(self._live[name])
+            case Emit(producer=producer, slot=slot, count=count):
+                self._queue_emits(producer, self._runs[slot], count)
+            case Close(producer=producer, slot=slot):
+                self._queue_close(producer, self._runs[slot])
+            case Stall(subscriber=name):
+                self._stall(self._live[name])
+            case Resume(subscriber=name):
+                self._log(f"resume({name})")
+                self._resume(self._live[name])
+            case RunInterleaved(schedule=schedule):
+                self._settle(schedule.start(), repr(op))
+
+    def options(self) -> Options:
+        """What the next operation may be; ``stateful.operations`` draws it from these."""
+        return Options(
+            replay=self.impl.replay,
+            backlog_limit=self.impl.max_backlog is not None,
+            live=tuple(self._live),
+            settled_emits=tuple(self._emits_settled[run] for run in self._runs),
+            pending=self._pending,
+            left_out=self._left_out,
+        )
 
     @invariant()
     @_reported
@@ -269,14 +232,14 @@ class RunBrokerMachine(RuleBasedStateMachine):
 
     # -- what runs on the harness's threads -----------------------------------------------------
 
-    def _emit(self, record: Emit) -> None:
+    def _emit(self, record: EmitRecord) -> None:
         record.began = self.harness.tick()
         producer, seq = record.key
         self.broker.emit(record.run, {"type": "event", "p": producer, "n": seq})
         record.returned = self.harness.tick()
 
     def _close(self, producer: int, run: str) -> None:
-        record = Close(run, producer, self.harness.tick())
+        record = CloseRecord(run, producer, self.harness.tick())
         self.history.closes.append(record)
         self.broker.close(run)
         record.returned = self.harness.tick()
@@ -325,8 +288,25 @@ class RunBrokerMachine(RuleBasedStateMachine):
             while not sub.queue.empty():
                 sub.received.append((self.harness.tick(), sub.queue.get_nowait()))
 
-    def _start(self, sub: Subscriber) -> Subscriber:
+    def _queue_emits(self, producer: int, run: str, count: int) -> None:
+        for _ in range(count):
+            record = self.history.new_emit(producer, run)
+            self._log(f"emit({record}, {run})")
+            self.harness.on_producer(
+                producer, functools.partial(self._emit, record), f"emit {record} to {run}"
+            )
+        self._queued()
+
+    def _queue_close(self, producer: int, run: str) -> None:
+        self._log(f"close({producer}, {run})")
+        self.harness.on_producer(
+            producer, functools.partial(self._close, producer, run), f"close {run}"
+        )
+        self._queued()
+
+    def _start(self, sub: Subscriber) -> None:
         self._log(f"subscribe({sub.name}, {sub.run}, last_event_id={sub.last_event_id})")
+        self._live[sub.name] = sub
 
         def start() -> None:
             try:
@@ -337,10 +317,10 @@ class RunBrokerMachine(RuleBasedStateMachine):
 
         self.harness.on_loop(start)
         self._queued()
-        return sub
 
     def _cancel(self, sub: Subscriber) -> None:
         self._log(f"unsubscribe({sub.name})")
+        self._live.pop(sub.name, None)
         sub.cancelled = self.harness.tick()
 
         def cancel() -> None:
@@ -348,6 +328,12 @@ class RunBrokerMachine(RuleBasedStateMachine):
                 self._tasks[sub].cancel()
 
         self.harness.on_loop(cancel)
+        self._queued()
+
+    def _stall(self, sub: Subscriber) -> None:
+        self._log(f"stall({sub.name})")
+        sub.stalled = True
+        self.harness.on_loop(lambda: self._gates[sub].clear())
         self._queued()
 
     def _resume(self, sub: Subscriber) -> None:

@@ -3,9 +3,10 @@
 When the state machine fails, Hypothesis prints the minimal failing example as a program::
 
     state = RunBrokerMachine()
-    subscribers_0 = state.subscribe(slot=0)
-    state.emit(count=1, producer=0, slot=0)
-    state.run_interleaved(schedule=PreemptionSchedule(first=1, preemptions=((1, 0, True),)))
+    state.leave_out(kinds=())
+    state.step(op=Subscribe(slot=0))
+    state.step(op=Emit(producer=0, slot=0, count=1))
+    state.step(op=RunInterleaved(schedule=PreemptionSchedule(first=1, preemptions=((1, 0, True),))))
     state.teardown()
 
 ``replay(spec)`` runs those lines against the broker class ``spec`` the way Hypothesis's runner
@@ -15,84 +16,95 @@ step fails. So a failure found once becomes a permanent test whose steps are rea
 independent of Hypothesis's internal encoding of examples::
 
     with replay("tests.mutants.mutant_original_design:OriginalRunBroker") as state:
-        subscribers_0 = state.subscribe(slot=0)
-        state.emit(count=1, producer=0, slot=0)
+        state.step(op=Subscribe(slot=0))
+        state.step(op=Emit(producer=0, slot=0, count=1))
         ...
 
 The printed lines can be copied as they are:
 
 * ``state = RunBrokerMachine()`` is what ``replay`` does; leave that line out.
+* ``state.leave_out(kinds=...)`` (the optional kinds of operation the example could not draw)
+  may be kept or left out: it restricts what could be drawn, not what the steps do.
 * ``state.invariants_hold()`` lines (Hypothesis prints each invariant it checked) may be kept or
   left out: the invariants run after every step either way, exactly where they were printed.
 * ``state.teardown()`` may be kept or left out: ``replay`` tears down when the block ends.
-* a rule drawing with ``st.data()`` is printed as ``data=data(...)`` followed by comments
-  ``# Draw 1 (label): value``; write it as ``data=drawn(value, ...)``, the values in order.
 
-A step whose rule no longer exists, whose arguments no longer match, or whose precondition no
-longer holds raises ``StaleStep``, so a regression test whose steps the machine has outgrown
-fails loudly instead of testing something else.
+This module exports the operations and ``PreemptionSchedule``, so the steps need one import.
+A step the machine could not have drawn where it stands (an operation that is not possible
+there, a subscriber that is gone, a value out of range) raises ``StaleStep``, so a regression
+test whose steps the machine has outgrown fails loudly instead of testing something else.
 """
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
-
-from hypothesis.strategies import SearchStrategy
 
 from stateful.machine import RunBrokerMachine, machine_for
+from stateful.operations import (
+    OPTIONAL,
+    Close,
+    Emit,
+    Operation,
+    Reconnect,
+    Resume,
+    RunInterleaved,
+    Stall,
+    Subscribe,
+    SubscribeFrom,
+    Unsubscribe,
+    why_not,
+)
 from stateful.strategy import PreemptionSchedule
 
-__all__ = ["PreemptionSchedule", "Replay", "StaleStep", "drawn", "replay", "replay_steps"]
+__all__ = [
+    "Close",
+    "Emit",
+    "PreemptionSchedule",
+    "Reconnect",
+    "Replay",
+    "Resume",
+    "RunInterleaved",
+    "StaleStep",
+    "Stall",
+    "Subscribe",
+    "SubscribeFrom",
+    "Unsubscribe",
+    "replay",
+    "replay_steps",
+]
 
 
 class StaleStep(Exception):
     """A replayed step does not fit the state machine as it is now."""
 
 
-class Drawn:
-    """Stands in for Hypothesis's ``data`` argument: each ``draw`` returns the next value."""
-
-    def __init__(self, values: tuple[Any, ...]) -> None:
-        self._values = list(values)
-
-    def draw(self, strategy: SearchStrategy[Any], label: object = None) -> Any:
-        if not self._values:
-            raise StaleStep(f"the step draws more values than were given (drawing {label})")
-        return self._values.pop(0)
-
-    def __repr__(self) -> str:
-        return f"drawn({', '.join(map(repr, self._values))})"
-
-
-def drawn(*values: Any) -> Drawn:
-    """The values a rule drew from ``st.data()``, in the order Hypothesis printed them."""
-    return Drawn(values)
-
-
 class Replay:
-    """The ``state`` of a replayed example: call its rules as the printed steps do."""
+    """The ``state`` of a replayed example: its methods are the lines Hypothesis prints."""
 
     def __init__(self, machine: RunBrokerMachine) -> None:
         self.machine = machine
-        self._rules = {rule.function.__name__: rule for rule in machine.rules}
-        self._invariants = {inv.function.__name__ for inv in machine.invariants}
         self._torn_down = False
 
-    def __getattr__(self, name: str) -> Callable[..., Any]:
-        if name.startswith("_"):
-            raise AttributeError(name)
-        if name in self._rules:
-            return lambda **arguments: self._step(name, arguments)
-        if name in self._invariants:
-            # Printed by Hypothesis where it checked them; they have already run there.
-            return lambda: None
-        raise StaleStep(
-            f"{type(self.machine).__name__} has no rule {name!r}; its rules are: "
-            f"{', '.join(sorted(self._rules))}"
-        )
+    def leave_out(self, kinds: tuple[str, ...]) -> None:
+        """The printed first step: the optional kinds of operation the example leaves out."""
+        unknown = set(kinds) - {kind.__name__ for kind in OPTIONAL}
+        if unknown:
+            raise StaleStep(f"leave_out: {sorted(unknown)} are not optional kinds of operation")
+        self.machine.leave_out(kinds)
+
+    def step(self, op: Operation) -> None:
+        """One printed step: ``op`` performed as the machine's rule performs it."""
+        if self._torn_down:
+            raise StaleStep(f"step {op!r} after teardown")
+        reason = why_not(op, self.machine.options())
+        if reason is not None:
+            raise StaleStep(f"step {op!r}: {reason}, so Hypothesis could not have drawn it")
+        self.machine.step(op)
+        self.check_invariants()
+
+    def invariants_hold(self) -> None:
+        """Printed by Hypothesis where it checked the invariants; they have already run there."""
 
     def check_invariants(self) -> None:
         """Every invariant whose preconditions hold, as Hypothesis checks them between steps."""
@@ -105,27 +117,6 @@ class Replay:
         if not self._torn_down:
             self._torn_down = True
             self.machine.teardown()
-
-    def _step(self, name: str, arguments: dict[str, Any]) -> Any:
-        if self._torn_down:
-            raise StaleStep(f"step {name} after teardown")
-        rule = self._rules[name]
-        try:
-            inspect.signature(rule.function).bind(self.machine, **arguments)
-        except TypeError as error:
-            raise StaleStep(f"step {name}({_arguments(arguments)}): {error}") from None
-        if not all(precondition(self.machine) for precondition in rule.preconditions):
-            raise StaleStep(
-                f"step {name}({_arguments(arguments)}): its precondition does not hold here, "
-                f"so Hypothesis could not have run it"
-            )
-        result = rule.function(self.machine, **arguments)
-        self.check_invariants()
-        return result
-
-
-def _arguments(arguments: dict[str, Any]) -> str:
-    return ", ".join(f"{key}={value!r}" for key, value in arguments.items())
 
 
 @contextmanager

@@ -6,9 +6,9 @@ cross-thread hand-off, a loop step) or at a plain line, so it knows nothing abou
 Hypothesis or asyncio: choices come in, the runtime executes them.
 
 ``PreemptionSchedule`` is the strategy the state machine uses. It is *data*, drawn by Hypothesis
-on the test's own thread as an ordinary rule argument, so it is recorded, shrunk and replayed
-with the rest of the example and printed in the falsifying steps, e.g.
-``state.run_interleaved(schedule=PreemptionSchedule(first=1, preemptions=((3, 0, True),)))``.
+on the test's own thread as part of a ``RunInterleaved`` operation, so it is recorded, shrunk and
+replayed with the rest of the example and printed in the falsifying steps, e.g.
+``RunInterleaved(schedule=PreemptionSchedule(first=1, preemptions=((3, 0, True),)))``.
 
 Between preemptions the running thread keeps running until it blocks or finishes; then the next
 runnable thread in index order takes over. Each preemption ``(after, to, at_sync)`` says: once

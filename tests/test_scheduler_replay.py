@@ -16,7 +16,16 @@ from hypothesis.errors import Flaky
 from stateful.errors import Nondeterminism, ScheduleFailure
 from stateful.impl import DEFAULT_IMPL
 from stateful.machine import RunBrokerMachine, machine_for
-from stateful.regression import PreemptionSchedule, Replay, replay_steps
+from stateful.regression import (
+    Close,
+    Emit,
+    PreemptionSchedule,
+    Replay,
+    RunInterleaved,
+    Subscribe,
+    Unsubscribe,
+    replay_steps,
+)
 from stateful.replay import LEDGER, ReplayLedger
 from stateful.runner import run_machine
 from stateful.trace import Entry, Mark, Position, Step
@@ -33,26 +42,30 @@ Steps = Callable[[Replay], None]
 def check_then_act_race(state: Replay) -> None:
     """The minimal failing example of the check-then-act mutant: close runs inside
     subscribe's window between its check and its registration."""
-    state.subscribe(slot=0)
-    state.close(producer=0, slot=0)
-    state.run_interleaved(schedule=PreemptionSchedule(first=0, preemptions=((2, 0, True),)))
+    state.step(op=Subscribe(slot=0))
+    state.step(op=Close(producer=0, slot=0))
+    state.step(op=RunInterleaved(schedule=PreemptionSchedule(first=0, preemptions=((2, 0, True),))))
 
 
 def busy_example(state: Replay) -> None:
     """Both producers, two subscribers, a close, an unsubscribe, preemptions at lines and at
     synchronisation points."""
-    first = state.subscribe(slot=0)
-    state.subscribe(slot=0)
-    state.emit(producer=0, slot=0, count=2)
-    state.emit(producer=1, slot=0, count=2)
-    state.run_interleaved(
-        schedule=PreemptionSchedule(first=1, preemptions=((3, 1, False), (1, 0, True)))
+    state.step(op=Subscribe(slot=0))
+    state.step(op=Subscribe(slot=0))
+    state.step(op=Emit(producer=0, slot=0, count=2))
+    state.step(op=Emit(producer=1, slot=0, count=2))
+    state.step(
+        op=RunInterleaved(
+            schedule=PreemptionSchedule(first=1, preemptions=((3, 1, False), (1, 0, True)))
+        )
     )
-    state.unsubscribe(sub=first)
-    state.emit(producer=1, slot=0, count=1)
-    state.close(producer=0, slot=0)
-    state.run_interleaved(
-        schedule=PreemptionSchedule(first=2, preemptions=((5, 0, False), (0, 1, True)))
+    state.step(op=Unsubscribe(subscriber="s1"))
+    state.step(op=Emit(producer=1, slot=0, count=1))
+    state.step(op=Close(producer=0, slot=0))
+    state.step(
+        op=RunInterleaved(
+            schedule=PreemptionSchedule(first=2, preemptions=((5, 0, False), (0, 1, True)))
+        )
     )
 
 
@@ -182,9 +195,9 @@ def line_of(statement: str) -> int:
 
 
 def forgetful_close(state: Replay) -> None:
-    state.subscribe(slot=0)
-    state.close(producer=0, slot=0)
-    state.run_interleaved(schedule=PreemptionSchedule())
+    state.step(op=Subscribe(slot=0))
+    state.step(op=Close(producer=0, slot=0))
+    state.step(op=RunInterleaved(schedule=PreemptionSchedule()))
 
 
 def test_replaying_an_example_that_depends_on_uncontrolled_state_records_the_divergence() -> None:

@@ -9,19 +9,28 @@ import pytest
 
 from stateful.errors import ScheduleFailure
 from stateful.impl import DEFAULT_IMPL
-from stateful.regression import PreemptionSchedule, Replay, replay_steps
+from stateful.regression import (
+    Close,
+    PreemptionSchedule,
+    Replay,
+    RunInterleaved,
+    Subscribe,
+    replay_steps,
+)
 
 FOUND_IN = "tests.mutants.mutant_original_design:OriginalRunBroker"
 
 
 def steps(state: Replay) -> None:
-    state.close(producer=0, slot=0)
-    subscribers_0 = state.subscribe(slot=0)
-    state.close(producer=0, slot=0)
-    state.run_interleaved(
-        schedule=PreemptionSchedule(
-            first=0,  # or any other generated value
-            preemptions=(),  # or any other generated value
+    state.step(op=Close(producer=0, slot=0))
+    state.step(op=Subscribe(slot=0))
+    state.step(op=Close(producer=0, slot=0))
+    state.step(
+        op=RunInterleaved(
+            schedule=PreemptionSchedule(
+                first=0,  # or any other generated value
+                preemptions=(),  # or any other generated value
+            )
         )
     )
 

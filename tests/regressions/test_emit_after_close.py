@@ -9,19 +9,29 @@ import pytest
 
 from stateful.errors import ScheduleFailure
 from stateful.impl import DEFAULT_IMPL
-from stateful.regression import PreemptionSchedule, Replay, replay_steps
+from stateful.regression import (
+    Close,
+    Emit,
+    PreemptionSchedule,
+    Replay,
+    RunInterleaved,
+    Subscribe,
+    replay_steps,
+)
 
 FOUND_IN = "tests.mutants.mutant_emit_after_close:EmitAfterCloseBroker"
 
 
 def steps(state: Replay) -> None:
-    subscribers_0 = state.subscribe(slot=0)
-    state.close(producer=0, slot=0)
-    state.emit(count=1, producer=0, slot=0)
-    state.run_interleaved(
-        schedule=PreemptionSchedule(
-            first=0,  # or any other generated value
-            preemptions=(),  # or any other generated value
+    state.step(op=Subscribe(slot=0))
+    state.step(op=Close(producer=0, slot=0))
+    state.step(op=Emit(producer=0, slot=0, count=1))
+    state.step(
+        op=RunInterleaved(
+            schedule=PreemptionSchedule(
+                first=0,  # or any other generated value
+                preemptions=(),  # or any other generated value
+            )
         )
     )
 

@@ -16,17 +16,26 @@ import pytest
 
 from stateful.errors import ScheduleFailure
 from stateful.impl import DEFAULT_IMPL
-from stateful.regression import PreemptionSchedule, Replay, replay_steps
+from stateful.regression import (
+    Close,
+    PreemptionSchedule,
+    Replay,
+    RunInterleaved,
+    Subscribe,
+    replay_steps,
+)
 
 FOUND_IN = "tests.mutants.mutant_run_lock_created_twice:RunLockCreatedTwiceBroker"
 
 
 def steps(state: Replay) -> None:
-    subscribers_0 = state.subscribe(slot=0)
-    state.close(producer=0, slot=0)
-    state.run_interleaved(
-        schedule=PreemptionSchedule(
-            first=0, preemptions=((3, 0, False), (3, 0, False), (11, 0, False))
+    state.step(op=Subscribe(slot=0))
+    state.step(op=Close(producer=0, slot=0))
+    state.step(
+        op=RunInterleaved(
+            schedule=PreemptionSchedule(
+                first=0, preemptions=((3, 0, False), (3, 0, False), (11, 0, False))
+            )
         )
     )
 

@@ -11,19 +11,31 @@ import pytest
 
 from stateful.errors import ScheduleFailure
 from stateful.impl import DEFAULT_IMPL
-from stateful.regression import PreemptionSchedule, Replay, replay_steps
+from stateful.regression import (
+    Emit,
+    PreemptionSchedule,
+    Reconnect,
+    Replay,
+    RunInterleaved,
+    Subscribe,
+    replay_steps,
+)
 
 FOUND_IN = "tests.mutants.mutant_replay_hole:ReplayHoleBroker"
 
 
 def steps(state: Replay) -> None:
-    subscribers_0 = state.subscribe(slot=0)
-    state.emit(count=1, producer=0, slot=0)
-    state.run_interleaved(schedule=PreemptionSchedule(first=0, preemptions=()))
-    state.emit(count=1, producer=0, slot=0)
-    subscribers_1 = state.reconnect(old=subscribers_0)
-    state.run_interleaved(
-        schedule=PreemptionSchedule(first=0, preemptions=((0, 0, True), (0, 0, True), (0, 0, True)))
+    state.step(op=Subscribe(slot=0))
+    state.step(op=Emit(producer=0, slot=0, count=1))
+    state.step(op=RunInterleaved(schedule=PreemptionSchedule(first=0, preemptions=())))
+    state.step(op=Emit(producer=0, slot=0, count=1))
+    state.step(op=Reconnect(subscriber="s1"))
+    state.step(
+        op=RunInterleaved(
+            schedule=PreemptionSchedule(
+                first=0, preemptions=((0, 0, True), (0, 0, True), (0, 0, True))
+            )
+        )
     )
 
 

@@ -12,15 +12,22 @@ import pytest
 
 from stateful.errors import ScheduleFailure
 from stateful.impl import DEFAULT_IMPL
-from stateful.regression import PreemptionSchedule, Replay, replay_steps
+from stateful.regression import (
+    Close,
+    PreemptionSchedule,
+    Replay,
+    RunInterleaved,
+    Subscribe,
+    replay_steps,
+)
 
 FOUND_IN = "tests.mutants.mutant_subscribe_check_then_act:SubscribeCheckThenActBroker"
 
 
 def steps(state: Replay) -> None:
-    subscribers_0 = state.subscribe(slot=0)
-    state.close(producer=0, slot=0)
-    state.run_interleaved(schedule=PreemptionSchedule(first=0, preemptions=((2, 0, True),)))
+    state.step(op=Subscribe(slot=0))
+    state.step(op=Close(producer=0, slot=0))
+    state.step(op=RunInterleaved(schedule=PreemptionSchedule(first=0, preemptions=((2, 0, True),))))
 
 
 def test_subscriber_registered_during_close_hangs() -> None:

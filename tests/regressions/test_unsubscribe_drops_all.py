@@ -9,20 +9,30 @@ import pytest
 
 from stateful.errors import ScheduleFailure
 from stateful.impl import DEFAULT_IMPL
-from stateful.regression import PreemptionSchedule, Replay, replay_steps
+from stateful.regression import (
+    Emit,
+    PreemptionSchedule,
+    Replay,
+    RunInterleaved,
+    Subscribe,
+    Unsubscribe,
+    replay_steps,
+)
 
 FOUND_IN = "tests.mutants.mutant_unsubscribe_drops_all:UnsubscribeDropsAllBroker"
 
 
 def steps(state: Replay) -> None:
-    subscribers_0 = state.subscribe(slot=0)
-    state.unsubscribe(sub=subscribers_0)
-    state.emit(count=1, producer=0, slot=0)
-    subscribers_1 = state.subscribe(slot=0)
-    state.run_interleaved(
-        schedule=PreemptionSchedule(
-            first=0,  # or any other generated value
-            preemptions=(),  # or any other generated value
+    state.step(op=Subscribe(slot=0))
+    state.step(op=Unsubscribe(subscriber="s1"))
+    state.step(op=Emit(producer=0, slot=0, count=1))
+    state.step(op=Subscribe(slot=0))
+    state.step(
+        op=RunInterleaved(
+            schedule=PreemptionSchedule(
+                first=0,  # or any other generated value
+                preemptions=(),  # or any other generated value
+            )
         )
     )
 
