@@ -64,6 +64,11 @@ class _Primitive:
 
     def __init__(self) -> None:
         self._site = _creation_site()
+        # Made while the threads run, a primitive is often made lazily (a per-run lock), and
+        # two threads that both find none make two: its creation is where that race turns.
+        entry = runtime.current()
+        if entry is not None:
+            entry[0].switch_point(f"create {self.kind}@{self._site}")
 
     def __repr__(self) -> str:
         return f"{self.kind}@{self._site}"

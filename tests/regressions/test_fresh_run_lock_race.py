@@ -33,8 +33,11 @@ def steps(state: Replay) -> None:
     state.step(op=Close(producer=0, slot=0))
     state.step(
         op=RunInterleaved(
+            # Creating a lock is a switch point, so close (first=1) can be preempted between
+            # finding no lock and storing the one it made: three preemptions at
+            # synchronisation points reach the race.
             schedule=PreemptionSchedule(
-                first=0, preemptions=((3, 0, False), (3, 0, False), (11, 0, False))
+                first=1, preemptions=((0, 0, True), (3, 0, True), (1, 0, True))
             )
         )
     )
