@@ -1,13 +1,17 @@
 """The kill matrix: how well the suite catches buggy brokers, and that it passes correct ones.
 
-``measure`` runs the state machine against one implementation and reports whether it failed,
-with which invariant, after how many examples and seconds, and how many steps the shrunk
-example has; ``unexpected`` says whether that is what a registry entry expects. ``python -m
+The suite has two parts, and each is measured on its own. ``measure`` runs the state machine
+against one implementation and reports whether it failed, with which invariant, after how many
+examples and seconds, and how many steps the shrunk example has. ``measure_small_scope`` runs
+the small-scope races (``stateful.scenarios``) under every schedule in their bound and reports
+whether one failed, with which invariant, and after how many seconds. ``unexpected`` says
+whether the two outcomes are what a registry entry expects: a correct broker passes both, a
+mutant fails at least one, each with an invariant the entry names. ``python -m
 stateful.killmatrix`` prints that as a table for every broker in a registry module (default
 ``tests.mutants``, whose ``zoo()`` lists entries with ``impl``, ``correct``, ``invariant``,
 ``also`` and ``trace_modules``), under a Hypothesis profile, with the free-running stress mode
-side by side, and exits with status 1 when an entry's controlled verdict is not the expected
-one::
+side by side, and exits with status 1 when an entry's controlled verdicts are not the expected
+ones::
 
     python -m stateful.killmatrix --profile ci
 """
@@ -33,6 +37,7 @@ from hypothesis.errors import Flaky
 from stateful.errors import ScheduleFailure
 from stateful.machine import RunBrokerMachine, machine_for
 from stateful.runner import run_machine
+from stateful.scenarios import explore_all
 
 
 @dataclass
@@ -48,6 +53,8 @@ class Outcome:
     examples: int
     seconds: float
     message: str = ""
+    #: What ``examples`` counts: Hypothesis examples, or schedules for the small-scope races.
+    unit: str = "examples"
 
 
 class Expectation(Protocol):
@@ -62,17 +69,21 @@ class Expectation(Protocol):
     def also(self) -> tuple[str, ...]: ...
 
 
-def unexpected(expected: Expectation, outcome: Outcome) -> str | None:
-    """Why ``outcome`` is not what ``expected`` asks for, or None when it is."""
+def unexpected(expected: Expectation, *outcomes: Outcome) -> str | None:
+    """Why ``outcomes`` (of the parts of the suite that ran) are not what ``expected`` asks
+    for, or None when they are."""
+    killed = [outcome for outcome in outcomes if outcome.killed]
     if expected.correct:
-        if outcome.killed:
-            return f"false alarm on a correct broker ({outcome.invariant}):\n{outcome.message}"
+        if killed:
+            first = killed[0]
+            return f"false alarm on a correct broker ({first.invariant}):\n{first.message}"
         return None
-    if not outcome.killed:
-        return f"survived {outcome.examples} examples"
+    if not killed:
+        return "survived " + " and ".join(f"{o.examples} {o.unit}" for o in outcomes)
     allowed = (expected.invariant, *expected.also)
-    if outcome.invariant not in allowed:
-        return f"killed by {outcome.invariant}, expected one of {allowed}:\n{outcome.message}"
+    for outcome in killed:
+        if outcome.invariant not in allowed:
+            return f"killed by {outcome.invariant}, expected one of {allowed}:\n{outcome.message}"
     return None
 
 
@@ -147,6 +158,34 @@ def measure(
     )
 
 
+def measure_small_scope(spec: str, trace_modules: tuple[str, ...] = ()) -> Outcome:
+    """Run the small-scope races against ``spec`` under every schedule in their bound; never
+    raises for a failure. They draw nothing from Hypothesis, so any process will do."""
+    start = time.perf_counter()
+    schedules = 0
+    invariant: str | None = None
+    message = ""
+    try:
+        schedules = explore_all(spec, trace_modules)
+    except ScheduleFailure as failure:
+        invariant, message = failure.invariant, "\n".join((str(failure), *failure.__notes__))
+    except Exception as failure:  # a broker that cannot even be driven is killed too
+        invariant, message = type(failure).__name__, str(failure)
+    seconds = time.perf_counter() - start
+    return Outcome(
+        spec=spec,
+        killed=invariant is not None,
+        invariant=invariant,
+        examples_to_failure=None,
+        seconds_to_failure=seconds if invariant is not None else None,
+        shrunk_steps=None,
+        examples=schedules,
+        seconds=seconds,
+        message=message,
+        unit="schedules",
+    )
+
+
 def measure_in_new_process(
     spec: str,
     profile: str,
@@ -172,27 +211,39 @@ def measure_in_new_process(
 
 def _cell(outcome: Outcome) -> str:
     if not outcome.killed:
-        return f"passed ({outcome.examples} ex, {outcome.seconds:.1f}s)"
+        return f"passed ({outcome.examples} {outcome.unit}, {outcome.seconds:.1f}s)"
     where = (
         f"ex {outcome.examples_to_failure}, {outcome.seconds_to_failure:.1f}s"
-        if outcome.seconds_to_failure is not None
+        if outcome.examples_to_failure is not None and outcome.seconds_to_failure is not None
         else f"{outcome.seconds:.1f}s"
     )
     return f"{outcome.invariant} ({where})"
 
 
-def table(rows: Sequence[tuple[str, Outcome, Outcome | None]]) -> str:
-    """Markdown: one row per implementation, controlled and free-running side by side."""
+@dataclass
+class Row:
+    """One implementation's line of the table."""
+
+    expected: str
+    controlled: Outcome
+    small_scope: Outcome
+    free: Outcome | None
+
+
+def table(rows: Sequence[Row]) -> str:
+    """Markdown: one row per implementation, the state machine under the controlled scheduler,
+    the small-scope races and the free-running stress mode side by side."""
     lines = [
         "| implementation | expected | controlled scheduler | shrunk steps "
-        "| free-running stress (profile's examples) |",
-        "|---|---|---|---|---|",
+        "| small-scope races | free-running stress (profile's examples) |",
+        "|---|---|---|---|---|---|",
     ]
-    for expected, controlled, free in rows:
-        name = controlled.spec.rpartition(".")[2]
+    for row in rows:
+        name = row.controlled.spec.rpartition(".")[2]
         lines.append(
-            f"| {name} | {expected} | {_cell(controlled)} | {controlled.shrunk_steps or '-'} | "
-            f"{_cell(free) if free else '-'} |"
+            f"| {name} | {row.expected} | {_cell(row.controlled)} | "
+            f"{row.controlled.shrunk_steps or '-'} | {_cell(row.small_scope)} | "
+            f"{_cell(row.free) if row.free else '-'} |"
         )
     return "\n".join(lines)
 
@@ -236,7 +287,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(json.dumps(dataclasses.asdict(outcome)))
             continue
         controlled = measure(spec, settings, trace_modules=traced)
-        problem = unexpected(entry, controlled) if entry is not None else None
+        small_scope = measure_small_scope(spec, traced)
+        problem = unexpected(entry, controlled, small_scope) if entry is not None else None
         if problem is not None:
             problems.append(f"{spec}: {problem}")
         free = (
@@ -244,7 +296,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.no_stress
             else measure(spec, settings, free_running=True, shrink=False, trace_modules=traced)
         )
-        rows.append((_expected(entry), controlled, free))
+        rows.append(Row(_expected(entry), controlled, small_scope, free))
         print(f"measured {spec}", file=sys.stderr)
     if args.verdict:
         return 0

@@ -54,7 +54,7 @@ from stateful.operations import (
 )
 from stateful.replay import LEDGER
 from stateful.report import timeline
-from stateful.strategy import RunToCompletion, SchedulingStrategy
+from stateful.strategy import PreemptionCursor, RunToCompletion, SchedulingStrategy
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -131,6 +131,8 @@ class RunBrokerMachine(RuleBasedStateMachine):
         self._failed = False
         self._emits_settled: Counter[str] = Counter()
         self._left_out: tuple[str, ...] = ()
+        # How each interleaved round ran, for explorers (``stateful.exhaustive``).
+        self.rounds: list[PreemptionCursor] = []
 
     # -- the rules -----------------------------------------------------------------------------
 
@@ -167,7 +169,8 @@ class RunBrokerMachine(RuleBasedStateMachine):
                 self._log(f"resume({name})")
                 self._resume(self._live[name])
             case RunInterleaved(schedule=schedule):
-                self._settle(schedule.start(), repr(op))
+                self.rounds.append(schedule.start())
+                self._settle(self.rounds[-1], repr(op))
 
     def options(self) -> Options:
         """What the next operation may be; ``stateful.operations`` draws it from these."""

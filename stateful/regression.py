@@ -120,10 +120,10 @@ class Replay:
 
 
 @contextmanager
-def replay(spec: str) -> Iterator[Replay]:
-    """A ``RunBrokerMachine`` bound to the broker class ``spec`` (``module:Class``), to run
-    printed steps on; see the module docstring."""
-    state = Replay(machine_for(spec)())
+def replay(spec: str, trace_modules: tuple[str, ...] = ()) -> Iterator[Replay]:
+    """A ``RunBrokerMachine`` bound to the broker class ``spec`` (``module:Class``), tracing
+    ``trace_modules`` too, to run printed steps on; see the module docstring."""
+    state = Replay(machine_for(spec, trace_modules=trace_modules)())
     try:
         state.check_invariants()
         yield state

@@ -66,14 +66,15 @@ class PreemptionCursor:
     schedule: PreemptionSchedule
     _next: int = 0
     _countdown: int | None = None
-    _started: bool = False
-    preemptions_taken: list[int] = field(default_factory=list)
+    alternatives: list[int] = field(default_factory=list)
+    """For the first thread and each preemption taken, in order, how many threads it could
+    have picked: what an explorer needs to know which schedules are worth trying next
+    (``stateful.exhaustive``)."""
 
     def choose(self, runnable: Sequence[int], current: int | None, at_sync: bool) -> int:
-        if not self._started:
-            self._started = True
+        if not self.alternatives:
             self._arm()
-            return runnable[self.schedule.first % len(runnable)]
+            return self._chosen(runnable[self.schedule.first % len(runnable)], len(runnable))
         if self._countdown is not None and (at_sync or not self._pending()[2]):
             self._countdown -= 1
         if current is not None and current in runnable:
@@ -82,8 +83,7 @@ class PreemptionCursor:
                 others = [index for index in runnable if index != current]
                 self._next += 1
                 self._arm()
-                self.preemptions_taken.append(others[to % len(others)])
-                return others[to % len(others)]
+                return self._chosen(others[to % len(others)], len(others))
             return current
         # Forced switch (the running thread blocked or finished): round-robin after it, so the
         # default order does not starve the highest-numbered thread.
@@ -92,6 +92,10 @@ class PreemptionCursor:
             if later:
                 return later[0]
         return runnable[0]
+
+    def _chosen(self, thread: int, alternatives: int) -> int:
+        self.alternatives.append(alternatives)
+        return thread
 
     def _pending(self) -> Preemption:
         return self.schedule.preemptions[self._next]
