@@ -191,16 +191,21 @@ def measure_in_new_process(
     profile: str,
     *,
     seed: int | None = None,
+    small_scope: bool = False,
     cwd: Path | None = None,
     timeout: float | None = None,
 ) -> Outcome:
     """``measure`` without shrinking, under a Hypothesis profile (and ``seed``), in a fresh
     interpreter (``--verdict``). Hypothesis seeds part of its generation with constants of the
     project's modules loaded in the process, so measured in a process that imported other
-    brokers first, the same seed would give another verdict."""
+    brokers first, the same seed would give another verdict. With ``small_scope``, it is
+    ``measure_small_scope`` that runs there (``--verdict --small-scope``), so that the two parts
+    can run side by side."""
     command = [sys.executable, "-m", "stateful.killmatrix", "--profile", profile, "--verdict"]
     if seed is not None:
         command += ["--seed", str(seed)]
+    if small_scope:
+        command.append("--small-scope")
     done = subprocess.run(
         [*command, spec], cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False
     )
@@ -267,6 +272,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--seed", type=int, help="with --verdict: this Hypothesis seed, not derandomized"
     )
+    parser.add_argument(
+        "--small-scope",
+        action="store_true",
+        help="with --verdict: the small-scope races' outcome, not the state machine's",
+    )
     parser.add_argument("specs", nargs="*", help="module:Class to measure (default: the registry)")
     args = parser.parse_args(argv)
     importlib.import_module("conftest")  # registers the project's Hypothesis profiles
@@ -275,6 +285,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not args.verdict:
             parser.error("--seed goes with --verdict")
         settings = Settings(settings, derandomize=False)
+    if args.small_scope and not args.verdict:
+        parser.error("--small-scope goes with --verdict")
     registry = importlib.import_module(args.registry)
     entries = {entry.impl: entry for entry in registry.zoo()}
     rows = []
@@ -283,7 +295,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         entry = entries.get(spec)
         traced = entry.trace_modules if entry is not None else ()
         if args.verdict:
-            outcome = measure(spec, settings, shrink=False, trace_modules=traced, seed=args.seed)
+            outcome = (
+                measure_small_scope(spec, traced)
+                if args.small_scope
+                else measure(spec, settings, shrink=False, trace_modules=traced, seed=args.seed)
+            )
             print(json.dumps(dataclasses.asdict(outcome)))
             continue
         controlled = measure(spec, settings, trace_modules=traced)

@@ -1,6 +1,7 @@
 """``python -m stateful.killmatrix`` judges each verdict against its registry: a survivor, a
 false alarm or a kill by an invariant the entry does not name makes it exit with status 1."""
 
+import dataclasses
 import re
 import textwrap
 from pathlib import Path
@@ -46,6 +47,23 @@ def test_a_correct_broker_must_pass() -> None:
     assert unexpected(CORRECT, outcome(None)) is None
     problem = unexpected(CORRECT, outcome("order"))
     assert problem is not None and problem.startswith("false alarm")
+
+
+def test_a_mutant_needs_one_part_of_the_suite_to_kill_it() -> None:
+    explored = dataclasses.replace(outcome("order"), unit="schedules")
+    assert unexpected(MUTANT, outcome(None), explored) is None
+    survived = dataclasses.replace(outcome(None), examples=1200, unit="schedules")
+    assert unexpected(MUTANT, outcome(None), survived) == (
+        "survived 60 examples and 1200 schedules"
+    )
+    problem = unexpected(MUTANT, outcome("order"), outcome("no-lost-events"))
+    assert problem is not None and "killed by no-lost-events" in problem
+
+
+def test_a_correct_broker_must_pass_both_parts() -> None:
+    problem = unexpected(CORRECT, outcome(None), outcome("no-hang-after-done"))
+    assert problem is not None
+    assert problem.startswith("false alarm on a correct broker (no-hang-after-done)")
 
 
 def registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, correct: bool) -> str:
