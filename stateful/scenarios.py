@@ -35,9 +35,10 @@ from stateful.operations import (
 from stateful.regression import replay
 from stateful.strategy import PreemptionCursor, PreemptionSchedule
 
-# Three preemptions reach the deepest race of two operations that the zoo knows; a preemption at
-# most four synchronisation points after the previous switch keeps a broker with per-run locks
-# under a few thousand schedules.
+# Three preemptions are what two threads need to interleave inside two critical sections that a
+# lock made twice no longer excludes, the deepest race of two operations known to the suite; a
+# preemption at most four synchronisation points after the previous switch keeps a broker with
+# per-run locks under a few thousand schedules.
 MAX_PREEMPTIONS = 3
 MAX_GAP = 4
 
@@ -52,7 +53,7 @@ class Scenario:
 
     @property
     def name(self) -> str:
-        return f"{self.start}: " + " vs ".join(_short(op) for op in self.race)
+        return f"{self.start}: " + " vs ".join(type(op).__name__ for op in self.race)
 
     @property
     def test_id(self) -> str:
@@ -66,10 +67,6 @@ class Scenario:
         """The operations to perform, the race run under ``schedule``."""
         settled = [*self.setup, RunInterleaved(PreemptionSchedule())] if self.setup else []
         return [*settled, *self.race, RunInterleaved(schedule)]
-
-
-def _short(op: Operation) -> str:
-    return type(op).__name__
 
 
 def _scenarios() -> tuple[Scenario, ...]:
