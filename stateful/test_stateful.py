@@ -2,11 +2,12 @@
 broker.
 
 ``pytest stateful/ --broker-impl=module:Class`` runs it against any broker class; the default
-is the package's own ``broker:RunBroker``. The state machine draws random operations and random
-schedules; each small-scope race (``stateful.scenarios``) runs two operations under every
-schedule within a preemption bound, which reaches the races that need more well-placed
-preemptions than random schedules hit. The stress test runs the same machine on free-running
-threads; it is marked ``stress`` and left out of the deterministic gate (``-m "not stress"``).
+is the package's own ``broker:RunBroker``. Each small-scope race (``stateful.scenarios``) runs
+two operations under every schedule within a preemption bound, which reaches the races that need
+more well-placed preemptions than random schedules hit; they come first, being quick and the
+same on every run. The state machine draws random operations and random schedules. The stress
+test runs the same machine on free-running threads; it is marked ``stress`` and left out of the
+deterministic gate (``-m "not stress"``).
 """
 
 import pytest
@@ -19,16 +20,16 @@ from stateful.scenarios import SCENARIOS, Scenario, explore_scenario
 pytestmark = pytest.mark.stateful
 
 
-def test_stateful_run_broker(stateful_seed: int | None) -> None:
-    run_machine(RunBrokerMachine, seed=stateful_seed)
-
-
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda scenario: scenario.test_id)
 def test_stateful_small_scope_race(scenario: Scenario) -> None:
     impl = config.load_impl()
     if scenario.needs_replay and not impl.replay:
         pytest.skip(f"{impl.spec} has no replay")
     explore_scenario(scenario, impl.spec)
+
+
+def test_stateful_run_broker(stateful_seed: int | None) -> None:
+    run_machine(RunBrokerMachine, seed=stateful_seed)
 
 
 @pytest.mark.stress
