@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 from stateful import config
 from stateful.exhaustive import explore
+from stateful.impl import BrokerImpl
 from stateful.operations import (
     Close,
     Emit,
@@ -59,9 +60,9 @@ class Scenario:
     def test_id(self) -> str:
         return self.name.replace(": ", "-").replace(" ", "-")
 
-    @property
-    def needs_replay(self) -> bool:
-        return any(isinstance(op, SubscribeFrom | Reconnect) for op in self.race)
+    def applies_to(self, impl: BrokerImpl) -> bool:
+        """Whether ``impl`` can run this race: one with replay operations needs replay."""
+        return impl.replay or not any(isinstance(op, SubscribeFrom | Reconnect) for op in self.race)
 
     def steps(self, schedule: PreemptionSchedule) -> list[Operation]:
         """The operations to perform, the race run under ``schedule``."""
@@ -121,11 +122,11 @@ def explore_scenario(scenario: Scenario, spec: str, trace_modules: tuple[str, ..
 def explore_all(spec: str, trace_modules: tuple[str, ...] = ()) -> int:
     """Every scenario the broker can run (those with replay only if it has replay), in order;
     return how many schedules ran. The first failure propagates, as ``explore_scenario``'s."""
-    replay_supported = config.load_impl(spec, trace_modules).replay
+    impl = config.load_impl(spec, trace_modules)
     return sum(
         explore_scenario(scenario, spec, trace_modules)
         for scenario in SCENARIOS
-        if replay_supported or not scenario.needs_replay
+        if scenario.applies_to(impl)
     )
 
 

@@ -23,7 +23,7 @@ pytestmark = pytest.mark.stateful
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda scenario: scenario.test_id)
 def test_stateful_small_scope_race(scenario: Scenario) -> None:
     impl = config.load_impl()
-    if scenario.needs_replay and not impl.replay:
+    if not scenario.applies_to(impl):
         pytest.skip(f"{impl.spec} has no replay")
     explore_scenario(scenario, impl.spec)
 
