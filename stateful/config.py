@@ -1,8 +1,9 @@
 """The suite's run-time configuration, set by the pytest plugin from the command line.
 
 ``settings`` holds what the command line chose (the implementation, extra traced modules, the
-watchdog and the step budget); ``load_impl`` turns an implementation spec into a loaded
-``BrokerImpl``, once per spec.
+watchdog, the step budget, and how many closed runs a broker without a retention parameter may
+keep); ``load_impl`` turns an implementation spec into a loaded ``BrokerImpl``, once per
+spec.
 """
 
 from __future__ import annotations
@@ -13,6 +14,10 @@ from dataclasses import dataclass
 from stateful.impl import BrokerImpl, configured_spec, load
 from stateful.runtime import DEFAULT_MAX_STEPS, DEFAULT_WATCHDOG_SECONDS
 
+#: Closed runs a broker whose constructor takes no retention parameter may keep: the bounded-state
+#: check's limit for it unless ``--max-retained-runs`` says otherwise.
+DEFAULT_MAX_RETAINED_RUNS = 1000
+
 
 @dataclass
 class Settings:
@@ -20,6 +25,7 @@ class Settings:
     trace_modules: tuple[str, ...] = ()
     watchdog_seconds: float = DEFAULT_WATCHDOG_SECONDS
     max_steps: int = DEFAULT_MAX_STEPS
+    max_retained_runs: int = DEFAULT_MAX_RETAINED_RUNS
 
 
 settings = Settings()

@@ -36,13 +36,14 @@ def _holds(value: Any, queue_ids: set[int]) -> bool:
     for member in _members(value):
         if id(member) in queue_ids:
             return True
-        attributes = getattr(member, "__dict__", None)
-        if isinstance(attributes, dict) and any(id(v) in queue_ids for v in attributes.values()):
+        fields = getattr(member, "__dict__", None)
+        if isinstance(fields, dict) and any(id(v) in queue_ids for v in fields.values()):
             return True
     return False
 
 
-def _attributes(obj: Any) -> dict[str, Any]:
+def attributes(obj: Any) -> dict[str, Any]:
+    """``obj``'s instance attributes, from its ``__dict__`` and every ``__slots__`` of its class."""
     found = dict(getattr(obj, "__dict__", {}))
     for cls in type(obj).__mro__:
         for slot in getattr(cls, "__slots__", ()):
@@ -54,7 +55,7 @@ def _attributes(obj: Any) -> dict[str, Any]:
 def _dicts(
     obj: Any, own_modules: frozenset[str], depth: int, path: Path = ()
 ) -> Iterator[tuple[Path, dict[Any, Any]]]:
-    for name, value in _attributes(obj).items():
+    for name, value in attributes(obj).items():
         if isinstance(value, dict):
             yield (*path, name), value
         elif (
@@ -67,7 +68,7 @@ def _dicts(
 
 def _resolve(obj: Any, path: Path) -> Any:
     for name in path:
-        obj = _attributes(obj).get(name)
+        obj = attributes(obj).get(name)
     return obj
 
 

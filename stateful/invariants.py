@@ -35,6 +35,11 @@ message names the run, the subscriber and the events involved:
 ``overflow-marker``
     a subscriber that is cut off gets the overflow marker last, and every event before the cut
     arrived: no silent drop.
+``bounded-state``
+    once many runs have been opened, closed and left by their subscribers, the broker keeps no
+    more of them than its retention allows (no run id in any container reachable from it or its
+    modules' globals, beyond that many), and the memory it keeps allocated does not grow with
+    the number of runs (checked by ``stateful.boundedstate``, not by the state machine).
 
 Liveness checks (``no-lost-events``, ``no-hang-after-done``, cleanup, replay holes) only hold once
 the threads have settled, so they live in ``check_settled``; ``check_safety`` holds at any time.
@@ -454,6 +459,38 @@ def _check_cleanup(history: History, run: str, count: int, leftovers: list[str])
             f"every subscriber of {run} has left ({left}) but the broker still keeps an entry "
             f"for it in {', '.join(leftovers)}",
         )
+
+
+def check_retained_runs(
+    churned: int, holders: dict[str, set[str]], allowed: int, retention: str
+) -> None:
+    """``holders``: each container path that still holds some of the ``churned`` closed runs'
+    ids, with those ids; together they may hold at most ``allowed`` runs."""
+    retained = set().union(*holders.values())
+    if len(retained) <= allowed:
+        return
+    worst = sorted(holders.items(), key=lambda holder: (-len(holder[1]), holder[0]))[:3]
+    where = "; ".join(f"{path} holds {len(ids)}" for path, ids in worst)
+    raise violation(
+        "bounded-state",
+        f"after {churned} runs were opened, closed and left by their subscribers, the broker "
+        f"still keeps {len(retained)} of them, and its retention ({retention}) allows "
+        f"{allowed}: {where}",
+    )
+
+
+def check_memory_growth(runs: int, growth: int, limit_per_run: int, allocated_at: str) -> None:
+    """Serving ``runs`` more runs left ``growth`` bytes more allocated: at most
+    ``limit_per_run`` bytes a run, or the broker keeps something of every run it served."""
+    if growth <= limit_per_run * runs:
+        return
+    raise violation(
+        "bounded-state",
+        f"serving {runs} more runs (opened, closed and left by their subscribers) left "
+        f"{growth} bytes more allocated, {growth // runs} a run (at most {limit_per_run} "
+        f"allowed): the broker keeps something of every run it served. Most of it was "
+        f"allocated at:\n{allocated_at}",
+    )
 
 
 def describe_all(history: History) -> str:

@@ -3,8 +3,9 @@
 The suite has two parts, and each is measured on its own. ``measure`` runs the state machine
 against one implementation and reports whether it failed, with which invariant, after how many
 examples and seconds, and how many steps the shrunk example has. ``measure_small_scope`` runs
-the small-scope races (``stateful.scenarios``) under every schedule in their bound and reports
-whether one failed, with which invariant, and after how many seconds. ``unexpected`` says
+the small-scope checks, which draw nothing: the bounded-state check (``stateful.boundedstate``),
+then the small-scope races (``stateful.scenarios``) under every schedule in their bound; it
+reports whether one failed, with which invariant, and after how many seconds. ``unexpected`` says
 whether the two outcomes are what a registry entry expects: a correct broker passes both, a
 mutant fails at least one, each with an invariant the entry names. ``python -m
 stateful.killmatrix`` prints that as a table for every broker in a registry module (default
@@ -34,6 +35,7 @@ from hypothesis import Phase
 from hypothesis import settings as Settings
 from hypothesis.errors import Flaky
 
+from stateful.boundedstate import check_bounded_state
 from stateful.errors import ScheduleFailure
 from stateful.machine import RunBrokerMachine, machine_for
 from stateful.runner import run_machine
@@ -159,13 +161,15 @@ def measure(
 
 
 def measure_small_scope(spec: str, trace_modules: tuple[str, ...] = ()) -> Outcome:
-    """Run the small-scope races against ``spec`` under every schedule in their bound; never
-    raises for a failure. They draw nothing from Hypothesis, so any process will do."""
+    """Run the bounded-state check against ``spec``, then the small-scope races under every
+    schedule in their bound; never raises for a failure. They draw nothing from Hypothesis, so
+    any process will do."""
     start = time.perf_counter()
     schedules = 0
     invariant: str | None = None
     message = ""
     try:
+        check_bounded_state(spec, trace_modules)
         schedules = explore_all(spec, trace_modules)
     except ScheduleFailure as failure:
         invariant, message = failure.invariant, "\n".join((str(failure), *failure.__notes__))
@@ -237,10 +241,10 @@ class Row:
 
 def table(rows: Sequence[Row]) -> str:
     """Markdown: one row per implementation, the state machine under the controlled scheduler,
-    the small-scope races and the free-running stress mode side by side."""
+    the small-scope checks and the free-running stress mode side by side."""
     lines = [
         "| implementation | expected | controlled scheduler | shrunk steps "
-        "| small-scope races | free-running stress (profile's examples) |",
+        "| bounded state, small-scope races | free-running stress (profile's examples) |",
         "|---|---|---|---|---|---|",
     ]
     for row in rows:
@@ -275,7 +279,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--small-scope",
         action="store_true",
-        help="with --verdict: the small-scope races' outcome, not the state machine's",
+        help="with --verdict: the small-scope checks' outcome, not the state machine's",
     )
     parser.add_argument("specs", nargs="*", help="module:Class to measure (default: the registry)")
     args = parser.parse_args(argv)

@@ -10,6 +10,9 @@ Options:
     (repeatable); the module defining the class always is.
 ``--watchdog=SECONDS``
     how long a managed thread may run before reaching its next switch point.
+``--max-retained-runs=N``
+    how many closed runs the bounded-state check lets a broker keep when its constructor takes
+    no retention parameter (``stateful.boundedstate``).
 
 When the Hypothesis profile is not derandomized, a seed is chosen up front (or taken from
 ``--hypothesis-seed``), shown in the header, and given to every stateful test through the
@@ -32,6 +35,7 @@ import pytest
 from hypothesis import settings as hypothesis_settings
 
 from stateful import config as suite_config
+from stateful.config import DEFAULT_MAX_RETAINED_RUNS
 from stateful.impl import configured_spec
 from stateful.runtime import DEFAULT_WATCHDOG_SECONDS
 
@@ -61,6 +65,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="SECONDS",
         help="fail a thread that runs this long without reaching a switch point",
     )
+    group.addoption(
+        "--max-retained-runs",
+        type=int,
+        default=DEFAULT_MAX_RETAINED_RUNS,
+        metavar="N",
+        help="closed runs a broker without a retention parameter may keep (bounded-state check)",
+    )
 
 
 # After Hypothesis's own plugin, so that the profile ``--hypothesis-profile`` names is loaded.
@@ -73,6 +84,10 @@ def pytest_configure(config: pytest.Config) -> None:
     suite_config.settings.broker_impl = config.getoption("broker_impl")
     suite_config.settings.trace_modules = tuple(config.getoption("trace_module"))
     suite_config.settings.watchdog_seconds = watchdog
+    max_retained_runs = config.getoption("max_retained_runs")
+    if max_retained_runs < 0:
+        raise pytest.UsageError(f"--max-retained-runs must be >= 0, not {max_retained_runs}")
+    suite_config.settings.max_retained_runs = max_retained_runs
     try:
         suite_config.load_impl()
     except (ImportError, ValueError) as error:
@@ -136,6 +151,9 @@ def repro_command(nodeid: str, config: pytest.Config) -> str:
     watchdog = config.getoption("watchdog")
     if watchdog != DEFAULT_WATCHDOG_SECONDS:
         parts.append(f"--watchdog={watchdog}")
+    max_retained_runs = config.getoption("max_retained_runs")
+    if max_retained_runs != DEFAULT_MAX_RETAINED_RUNS:
+        parts.append(f"--max-retained-runs={max_retained_runs}")
     return shlex.join(parts)
 
 

@@ -471,6 +471,41 @@ async def test_mutant_unsubscribe_by_equality_keeps_a_resumed_subscriber() -> No
 
 
 @pytest.mark.asyncio
+async def test_mutant_done_ids_kept_remembers_every_closed_run() -> None:
+    broker = make(mutant("mutant_done_ids_kept"), max_closed_runs=3)
+    for n in range(10):
+        broker.close(n)
+    assert list(broker._closed) == [7, 8, 9]  # the bounded record forgets...
+    assert broker._done_ids == set(range(10))  # ...the set beside it never does
+    assert broker.is_done(0)
+
+
+@pytest.mark.asyncio
+async def test_mutant_run_locks_never_pruned_keeps_a_lock_per_run() -> None:
+    broker = make(mutant("mutant_run_locks_never_pruned"), max_closed_runs=3)
+    for n in range(10):
+        broker.emit(n, {"type": "step"})
+        broker.close(n)
+    assert list(broker._closed) == [7, 8, 9]
+    assert sorted(broker._locks) == list(range(10))
+
+
+@pytest.mark.asyncio
+async def test_mutant_handles_kept_holds_every_delivery_that_ran() -> None:
+    broker = make(mutant("mutant_handles_kept"), max_closed_runs=3)
+    for n in range(10):
+        queue = broker.subscribe(n)
+        broker.emit(n, {"type": "step"})
+        broker.close(n)
+        await settle()
+        assert drain(queue) == [{"type": "step"}, DONE]
+        broker.unsubscribe(n, queue)
+    assert len(broker._handles) == 20  # an event and a done a run, all delivered long ago
+    broker.shutdown()
+    assert broker._handles == []
+
+
+@pytest.mark.asyncio
 async def test_correct_pump_wait_idle_returns_once_the_items_are_in_the_queues() -> None:
     broker = make("tests.mutants.correct_pump_task:PumpTaskBroker")
     queue = broker.subscribe("run")

@@ -103,6 +103,21 @@ def test_a_malformed_broker_impl_is_a_usage_error() -> None:
     assert "not of the form 'module:Class'" in result.stderr
 
 
+def test_max_retained_runs_is_the_bound_for_a_broker_without_a_retention_parameter() -> None:
+    check = f"{MACHINE_TESTS}::test_stateful_bounded_state"
+    impl = "--broker-impl=tests.boundedstate_targets:FixedRetentionBroker"  # keeps 50
+    within = pytest_run(check, impl, "--max-retained-runs=50", profile="ci")
+    assert within.returncode == 0, within.stdout + within.stderr
+    beyond = pytest_run(check, impl, "--max-retained-runs=49", profile="ci")
+    assert beyond.returncode == 1, beyond.stdout + beyond.stderr
+    assert "[bounded-state]" in beyond.stdout
+    repro = re.search(r"^REPRO: (.*)$", beyond.stdout, re.MULTILINE)
+    assert repro and repro.group(1).endswith(" --max-retained-runs=49")
+    negative = pytest_run("--collect-only", MACHINE_TESTS, "--max-retained-runs=-1")
+    assert negative.returncode == 4
+    assert "--max-retained-runs must be >= 0" in negative.stderr
+
+
 def test_keyword_selection_is_exactly_the_marked_machine_tests() -> None:
     by_keyword = collected("-k", "stateful")
     by_marker = collected("-m", "stateful")

@@ -36,6 +36,7 @@ INVARIANTS: tuple[str, ...] = (
     "replay-seam",
     "overflow-marker",
     "no-exception",
+    "bounded-state",
 )
 
 _PACKAGE = __name__
@@ -85,6 +86,9 @@ MUTANTS: tuple[str, ...] = (
     f"{_PACKAGE}.mutant_put_from_producer_thread:PutFromProducerThreadBroker",
     f"{_PACKAGE}.mutant_run_lock_created_twice:RunLockCreatedTwiceBroker",
     f"{_PACKAGE}.mutant_split_modules_lock_race:SplitModulesLockRaceBroker",
+    f"{_PACKAGE}.mutant_done_ids_kept:DoneIdsKeptBroker",
+    f"{_PACKAGE}.mutant_run_locks_never_pruned:RunLocksNeverPrunedBroker",
+    f"{_PACKAGE}.mutant_handles_kept:HandlesKeptBroker",
 )
 
 

@@ -1,5 +1,6 @@
 """The last unsubscribe (or the last done) leaves an empty subscriber dict in the map for the run.
 Caught by: subscriber-map-cleanup
+Also caught by: bounded-state
 
 ``_forget`` removes the queue from the run's dict but never deletes the emptied dict, so every
 run ever subscribed to keeps an entry: a memory leak proportional to all runs. ``n_subscribers``

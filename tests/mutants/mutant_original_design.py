@@ -1,6 +1,6 @@
 """The original RunBroker, whole: late subscriber hangs, emit after close, double done, leaks.
 Caught by: no-hang-after-done
-Also caught by: nothing-after-done, done-exactly-once-last, order
+Also caught by: nothing-after-done, done-exactly-once-last, order, bounded-state
 
 The design the project started from (issue 2, "Why"), written the way it was: one
 ``call_soon_threadsafe`` per event per subscriber, subscribers kept until they unsubscribe, and a
