@@ -172,7 +172,8 @@ def measure_small_scope(spec: str, trace_modules: tuple[str, ...] = ()) -> Outco
         check_bounded_state(spec, trace_modules)
         schedules = explore_all(spec, trace_modules)
     except ScheduleFailure as failure:
-        invariant, message = failure.invariant, "\n".join((str(failure), *failure.__notes__))
+        invariant = failure.invariant
+        message = "\n".join((str(failure), *getattr(failure, "__notes__", ())))
     except Exception as failure:  # a broker that cannot even be driven is killed too
         invariant, message = type(failure).__name__, str(failure)
     seconds = time.perf_counter() - start

@@ -33,7 +33,7 @@ TARGETS = "tests.boundedstate_targets"
 def test_a_broker_within_its_fixed_retention_passes(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(config.settings, "max_retained_runs", targets.FIXED_RETENTION)
     served = check_bounded_state(f"{TARGETS}:FixedRetentionBroker")
-    assert served == WARM_UP_PER_RETAINED_RUN * targets.FIXED_RETENTION + 3 * BATCH
+    assert served == WARM_UP_PER_RETAINED_RUN * targets.FIXED_RETENTION + 4 * BATCH
 
 
 def test_a_broker_beyond_the_retention_bound_names_where_it_keeps_runs(
