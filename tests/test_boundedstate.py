@@ -13,19 +13,22 @@ from collections import deque
 
 import pytest
 
-from stateful import boundedstate, config
+from stateful import config
 from stateful.boundedstate import (
     BATCH,
+    MAX_GROWTH_PER_RUN,
     SMALL_RETENTION,
     WARM_UP_PER_RETAINED_RUN,
     VirtualClock,
     check_bounded_state,
+    measure_bounded_state,
     retained_run_ids,
     retention_for,
 )
 from stateful.errors import InvariantViolation
 from stateful.invariants import check_memory_growth, check_retained_runs
 from tests import boundedstate_targets as targets
+from tests.mutants import CORRECT, entry
 
 TARGETS = "tests.boundedstate_targets"
 
@@ -131,17 +134,10 @@ def test_the_memory_growth_limit_is_inclusive() -> None:
         check_memory_growth(runs=10, growth=321, limit_per_run=32, allocated_at="")
 
 
-def test_the_check_is_the_same_every_time() -> None:
-    # The limits leave room for a correct broker's resized tables; the growth itself must not
-    # depend on anything but the calls made.
-    spec = "tests.mutants.correct_batch_replay:BatchReplayBroker"
-    impl = config.load_impl(spec)
-    growths = []
-    for _ in range(2):
-        clock = VirtualClock()
-        retention = retention_for(impl, clock, max_retained_runs=0)
-        with boundedstate._Churn(impl, retention, clock) as churn:
-            churn.serve(WARM_UP_PER_RETAINED_RUN * retention.allowed + BATCH)
-            growths.append(boundedstate._growth_over_batch(churn)[0])
-    assert growths[0] == growths[1]
-    assert abs(growths[0]) <= boundedstate.MAX_GROWTH_PER_RUN * BATCH
+@pytest.mark.parametrize("impl", CORRECT)
+def test_a_correct_broker_stays_far_below_the_memory_limit(impl: str) -> None:
+    # What stays allocated moves by a few bytes a run from one run to the next (a table resized,
+    # a cache filled once); the verdict must not, so a correct broker keeps a wide margin.
+    measured = measure_bounded_state(impl, entry(impl).trace_modules)
+    assert measured.kept <= measured.retention.allowed
+    assert measured.growth <= MAX_GROWTH_PER_RUN * BATCH // 4
