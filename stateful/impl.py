@@ -8,7 +8,10 @@ exercised only where present:
 
 * replay: ``subscribe`` accepts ``last_event_id``;
 * a bounded replay buffer: the constructor accepts ``replay_size``;
-* a slow-consumer limit: the constructor accepts ``max_backlog``.
+* a slow-consumer limit: the constructor accepts ``max_backlog``;
+* a clock: the constructor accepts ``clock``. It gets one that stands still, since the scheduler
+  gives threads no time: what such a broker does (a stalled loop told by time, runs forgotten
+  by age) then depends on the schedule alone, and an example replays exactly.
 
 The modules under test are traced (every line is a switch point) and get controlled primitives:
 by default the module that defines the class; more can be named with ``--trace-module``.
@@ -41,7 +44,7 @@ class BrokerImpl:
     replay: bool
     replay_size: int | None
     max_backlog: int | None
-    kwargs: dict[str, int] = field(default_factory=dict)
+    kwargs: dict[str, Any] = field(default_factory=dict)
 
     @property
     def files(self) -> tuple[str, ...]:
@@ -49,6 +52,11 @@ class BrokerImpl:
 
     def new(self) -> Any:
         return self.cls(**self.kwargs)
+
+
+def standing_clock() -> float:
+    """The time a broker under test reads: always the same."""
+    return 0.0
 
 
 def load(spec: str, extra_modules: tuple[str, ...] = ()) -> BrokerImpl:
@@ -72,11 +80,13 @@ def load(spec: str, extra_modules: tuple[str, ...] = ()) -> BrokerImpl:
     init_params = inspect.signature(cls).parameters
     subscribe: Any = getattr(cls, "subscribe", None)
     subscribe_params = inspect.signature(subscribe).parameters
-    kwargs: dict[str, int] = {}
+    kwargs: dict[str, Any] = {}
     if "replay_size" in init_params:
         kwargs["replay_size"] = SMALL_REPLAY_SIZE
     if "max_backlog" in init_params:
         kwargs["max_backlog"] = SMALL_MAX_BACKLOG
+    if "clock" in init_params:
+        kwargs["clock"] = standing_clock
     return BrokerImpl(
         spec=spec,
         cls=cls,
