@@ -8,8 +8,10 @@ What it promises is the contract in the package docstring. How it keeps it:
   ``loop.call_soon_threadsafe`` if none is scheduled yet: the producer's cost does not depend on
   the number of subscribers, and the loop is woken at most once per batch.
 * The flush runs on the loop thread and, under the lock, hands each subscriber queue the run's
-  pending events it has room for (up to ``max_backlog`` items in its queue) with one
+  pending events it has room for (up to ``max_backlog`` items in its queue), with one
   ``EventQueue.put_batch`` call, followed by ``done`` once it has every event of a closed run.
+  One flush hands out about ``max_backlog`` events per run, spread over its subscribers (at
+  least 256 each), so the loop turn it starts stays short however many subscribers read.
   What does not fit stays in the run's pending list, which holds every event some subscriber
   has not been handed yet, and the flush schedules itself again with ``loop.call_soon``: the
   readers woken by this flush run before it, so a reader that empties its queue whenever it runs
@@ -58,6 +60,9 @@ from broker.subscription import Subscription
 _event_id = itemgetter("id")
 # A plain dict whatever subclass of dict it copies; with a setitem, faster than dict(e, id=...).
 _copy_dict = dict.copy
+# The fewest events a flush hands a subscriber that is owed more (unless its queue is fuller): a
+# reader task's wake-up is paid for by at least this many items.
+_MIN_CHUNK = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -424,6 +429,10 @@ class RunBroker:
         first_id = pending[0]["id"] if pending else 0
         last_id = pending[-1]["id"] if pending else 0
         limit = self._max_backlog
+        # One flush hands out about max_backlog events per run, spread over its subscribers: the
+        # loop turn it starts (the flush, then every reader it woke) stays short however many
+        # subscribers there are, so the loop comes back for the next flush within milliseconds.
+        chunk = max(limit // len(subscribers), min(limit, _MIN_CHUNK))
         for queue, after in list(subscribers.items()):
             items: list[Event]
             # max(): a reader that put items of its own into the queue must not make the
@@ -444,14 +453,15 @@ class RunBroker:
                     # has them, or must not get them), or it was handed them by an earlier flush.
                     start = bisect_right(pending, after, key=_event_id)
                 owed = len(pending) - start
-                if owed > room:
+                take = min(room, chunk)
+                if owed > take:
                     if not room:
                         # Its queue holds max_backlog items it has not read, and one more is due.
                         items = [overflow_marker(limit)]
                         del subscribers[queue]
                         self._overflowed += 1
                     else:
-                        items = pending[start : start + room]
+                        items = pending[start : start + take]
                         subscribers[queue] = items[-1]["id"]
                 else:
                     items = pending[start:] if start else pending

@@ -296,3 +296,29 @@ def test_regression_a_new_loop_does_not_inherit_the_stall_of_a_closed_one() -> N
         assert [item["id"] for item in drain(reader)] == [4, 5, 6]
     finally:
         new_loop.close()
+
+
+def test_regression_one_flush_hands_out_about_max_backlog_events_however_many_subscribers(
+    idle_loop: asyncio.AbstractEventLoop,
+) -> None:
+    # Each of 200 readers handed all the room it had (10,000 events) made one loop turn, the
+    # flush and then 2,000,000 reads, last longer than stall_seconds on 2 cores with 4
+    # producers: bench load saw a stall, and cut every reader off.
+    broker = RunBroker(clock=FakeClock())
+    broker.bind_loop(idle_loop)
+    readers = [broker.subscribe("run") for _ in range(40)]
+    for n in range(5_000):
+        broker.emit("run", {"n": n})
+    one_turn(idle_loop)
+    # 10,000 / 40 is 250, and a reader's wake-up is paid for by at least 256 items.
+    assert [reader.qsize() for reader in readers] == [256] * 40
+    broker.close("run")
+    got: list[list[Item]] = [[] for _ in readers]
+    for _ in range(40):
+        for items, reader in zip(got, readers, strict=True):
+            items += drain(reader)
+        if all(items and is_terminal(items[-1]) for items in got):
+            break
+        one_turn(idle_loop)
+    for items in got:
+        assert items == [*({"n": n, "id": n + 1} for n in range(5_000)), DONE]
