@@ -85,6 +85,9 @@ MUTANTS: tuple[str, ...] = (
     f"{_PACKAGE}.mutant_put_from_producer_thread:PutFromProducerThreadBroker",
     f"{_PACKAGE}.mutant_run_lock_created_twice:RunLockCreatedTwiceBroker",
     f"{_PACKAGE}.mutant_split_modules_lock_race:SplitModulesLockRaceBroker",
+    f"{_PACKAGE}.mutant_flush_not_rearmed:FlushNotRearmedBroker",
+    f"{_PACKAGE}.mutant_done_before_leftover:DoneBeforeLeftoverBroker",
+    f"{_PACKAGE}.mutant_pending_trim_past_the_slowest:PendingTrimPastTheSlowestBroker",
 )
 
 
