@@ -1,14 +1,20 @@
 """``python -m bench <benchmark> [--quick]``: ``fanout`` (the broker against the in-loop floor and
-the original design), ``scheduler`` (the stateful suite's deterministic scheduler) or ``search``
-(how many examples the suite needs to catch its hardest mutants)."""
+the original design), ``load`` (many subscribers, many events, default settings: nothing lost),
+``scheduler`` (the stateful suite's deterministic scheduler) or ``search`` (how many examples the
+suite needs to catch its hardest mutants)."""
 
 from __future__ import annotations
 
 import sys
 
-from bench import fanout, scheduler, search
+from bench import fanout, load, scheduler, search
 
-BENCHMARKS = {"fanout": fanout.main, "scheduler": scheduler.main, "search": search.main}
+BENCHMARKS = {
+    "fanout": fanout.main,
+    "load": load.main,
+    "scheduler": scheduler.main,
+    "search": search.main,
+}
 
 
 def main(argv: list[str]) -> int:

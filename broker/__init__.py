@@ -37,11 +37,21 @@ Bounded memory
     background task); then it is forgotten and its id is treated as a new run (ids start at 1
     again). A closed run whose ``done`` the loop has not delivered yet is kept until it has
     been, without holding up the eviction of the others. An open run keeps at most
-    ``replay_size`` events, and at most ``2 * max_backlog`` events waiting for the loop however
-    long the loop stalls. A subscriber holds at most ``max_backlog`` undelivered items: one that
-    would get one more is cut off with ``{"type": "overflow", "limit": max_backlog}`` as its
-    last item (instead of ``done``) and forgotten. The terminal item itself (``done`` or
-    ``overflow``) is never refused, so a queue holds at most ``max_backlog + 1`` items.
+    ``replay_size`` events for replay. A subscriber's queue holds at most ``max_backlog``
+    undelivered items: one whose queue is full when another item is due has not read what it
+    was given, and is cut off with ``{"type": "overflow", "limit": max_backlog}`` as its last
+    item (instead of ``done``) and forgotten. The terminal item itself (``done`` or
+    ``overflow``) is never refused, so a queue holds at most ``max_backlog + 1`` items. A
+    subscriber that reads is never cut off, however far the producers run ahead of the loop:
+    the events the loop has not handed it yet wait in the broker, once per run whatever the
+    number of subscribers, so a burst costs memory in proportion to how far the loop is behind.
+    A stalled loop is bounded by time: once the loop has taken nothing for ``stall_seconds``
+    (on the ``clock`` given) while ``max_backlog`` or more events waited, the subscribers more
+    than ``max_backlog`` events behind are cut off (each keeps the ``max_backlog`` it gets
+    before the marker) and the run keeps only its newest ``max_backlog`` waiting events, then
+    at most ``2 * max_backlog`` for as long as the stall lasts. A stall thus costs what the
+    producers emit in ``stall_seconds``, and no more. A burst cannot trip it, however large:
+    the loop still flushes between the producers' GIL slices, milliseconds apart.
     Producers never block on subscribers. Open runs are the application's to close.
 Thread-safety
     ``emit``, ``close``, ``unsubscribe``, ``n_subscribers``, ``is_done``, ``stats`` and

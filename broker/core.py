@@ -7,8 +7,19 @@ What it promises is the contract in the package docstring. How it keeps it:
   run's pending list; ``close`` marks the run closed. Either schedules a flush with a single
   ``loop.call_soon_threadsafe`` if none is scheduled yet: the producer's cost does not depend on
   the number of subscribers, and the loop is woken at most once per batch.
-* The flush runs on the loop thread and, under the lock, hands each run's pending events to each
-  subscriber queue with one ``EventQueue.put_batch`` call, followed by ``done`` if the run closed.
+* The flush runs on the loop thread and, under the lock, hands each subscriber queue the run's
+  pending events it has room for (up to ``max_backlog`` items in its queue), with one
+  ``EventQueue.put_batch`` call, followed by ``done`` once it has every event of a closed run.
+  One flush hands out about ``max_backlog`` events per run, spread over its subscribers (at
+  least 256 each), so the loop turn it starts stays short however many subscribers read.
+  What does not fit stays in the run's pending list, which holds every event some subscriber
+  has not been handed yet, and the flush schedules itself again with ``loop.call_soon``: the
+  readers woken by this flush run before it, so a reader that empties its queue whenever it runs
+  is topped up again and never cut off, however far the producers are ahead of the loop.
+* A subscriber is cut off only when its own queue already holds ``max_backlog`` items and it is
+  owed another one: it has not read what it was given. A burst that the loop takes in one flush
+  is not held against anyone; it waits in the pending list, once per run however many
+  subscribers there are.
 * Ids are assigned under the lock, so they are 1, 2, 3, ... in the order the lock was taken; the
   same order is the order of the replay buffer and of every delivery.
 * A subscriber records the highest id it already has (its replay, or the run's newest id when it
@@ -18,10 +29,15 @@ What it promises is the contract in the package docstring. How it keeps it:
   by count or by age; a closed run whose ``done`` is still pending is skipped by eviction (not
   forgotten before its subscribers have their ``done``, so the subscriber map only ever holds
   subscribers of the current incarnation of a run id) without holding up the runs behind it.
-* If the loop does not flush a run for ``2 * max_backlog`` events (it is stalled or stopped), the
-  subscribers that can no longer avoid the overflow are cut off there and then, keeping just the
-  items they would still have got, and the run keeps only the last ``max_backlog`` pending
-  events: what a stalled loop costs is bounded too.
+* A stalled loop (blocked by a sync call, or stopped) is told from a burst by time, never by a
+  count: every ``max_backlog`` events appended to a run's pending list, ``emit`` reads the clock.
+  The first such reading after a flush starts the stall clock; the flush stops it. If a later
+  one finds it ``stall_seconds`` old, the loop has taken nothing for that long: the subscribers
+  owed more than ``max_backlog`` events are cut off there and then, keeping the ``max_backlog``
+  they get before the marker, and the run keeps only the last ``max_backlog`` pending events.
+  A burst cannot trip it, however many events it emits: the loop still gets the GIL and
+  flushes within a switch interval or two (milliseconds). A stall costs what the producers emit
+  in ``stall_seconds``, then at most ``2 * max_backlog`` pending events per run.
 * A subscriber whose queue refuses items (``asyncio.Queue.shutdown()``, Python 3.13+) is
   forgotten, as if it had unsubscribed; the flush goes on for everyone else.
 """
@@ -44,6 +60,9 @@ from broker.subscription import Subscription
 _event_id = itemgetter("id")
 # A plain dict whatever subclass of dict it copies; with a setitem, faster than dict(e, id=...).
 _copy_dict = dict.copy
+# The fewest events a flush hands a subscriber that is owed more (unless its queue is fuller): a
+# reader task's wake-up is paid for by at least this many items.
+_MIN_CHUNK = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +82,11 @@ class BrokerStats:
     open_runs: int
     closed_runs: int
     subscribers: int
+    stalls: int
+    """Times ``emit`` found the loop had taken nothing for ``stall_seconds``, and trimmed a run."""
+    pending: int
+    """Events held for subscribers that have not been handed them yet (one per event and run,
+    plus the items kept for subscribers cut off while the loop stalled)."""
 
 
 class _Run:
@@ -98,7 +122,9 @@ class RunBroker:
     """Fans events from producer threads out to asyncio subscribers, with ids and replay.
 
     ``replay_size``: events kept per run for ``last_event_id`` replay. ``max_backlog``: undelivered
-    items a subscriber may hold before it is cut off. ``retain_closed_runs`` and
+    items a subscriber may hold before it is cut off. ``stall_seconds``: how long the loop may
+    take nothing (measured with ``clock``) while events pile up before it counts as stalled and
+    the subscribers more than ``max_backlog`` behind are cut off. ``retain_closed_runs`` and
     ``retain_closed_seconds``: how many closed runs are remembered, and for how long (measured
     with ``clock``); after that the run id is treated as new.
     """
@@ -110,6 +136,7 @@ class RunBroker:
         max_backlog: int = 10_000,
         retain_closed_runs: int = 1000,
         retain_closed_seconds: float = 300.0,
+        stall_seconds: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         for name, value in (
@@ -121,29 +148,29 @@ class RunBroker:
                 raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
             if value <= 0:
                 raise ValueError(f"{name} must be positive, got {value!r}")
-        if isinstance(retain_closed_seconds, bool) or not isinstance(
-            retain_closed_seconds, (int, float)
+        for name, seconds in (
+            ("retain_closed_seconds", retain_closed_seconds),
+            ("stall_seconds", stall_seconds),
         ):
-            raise TypeError(
-                "retain_closed_seconds must be a number of seconds, got "
-                f"{type(retain_closed_seconds).__name__} {retain_closed_seconds!r}"
-            )
-        if not retain_closed_seconds > 0:
-            raise ValueError(
-                f"retain_closed_seconds must be positive, got {retain_closed_seconds!r}"
-            )
+            if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+                raise TypeError(
+                    f"{name} must be a number of seconds, got {type(seconds).__name__} {seconds!r}"
+                )
+            if not seconds > 0:
+                raise ValueError(f"{name} must be positive, got {seconds!r}")
         if not callable(clock):
             raise TypeError(f"clock must be callable, got {type(clock).__name__}")
         self._replay_size = replay_size
         self._max_backlog = max_backlog
         self._retain_runs = retain_closed_runs
         self._retain_seconds = retain_closed_seconds
+        self._stall_seconds = stall_seconds
         self._clock = clock
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runs: dict[Hashable, _Run] = {}
-        # run id -> {queue: highest id the subscriber already has, or, for a subscriber cut off
-        # while the loop was not flushing, the items it gets before its overflow marker}. Holds
+        # run id -> {queue: highest id the subscriber has been handed, or, for a subscriber cut
+        # off while the loop was stalled, the items it gets before its overflow marker}. Holds
         # only runs that have subscribers; kept apart from _runs because an open run outlives
         # its subscribers.
         self._subscribers: dict[Hashable, dict[EventQueue, int | list[Event]]] = {}
@@ -153,12 +180,16 @@ class RunBroker:
         # beside the retain_closed_runs others.
         self._closed_dirty = 0
         self._flush_scheduled = False
+        # When emit first saw max_backlog more events waiting since the last flush; None while
+        # the loop keeps flushing.
+        self._stall_since: float | None = None
         # Events emitted to runs since forgotten; stats() adds the live runs' last ids.
         self._emitted_forgotten = 0
         self._dropped_after_close = 0
         self._dropped_loop_closed = 0
         self._overflowed = 0
         self._forgotten = 0
+        self._stalls = 0
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -193,6 +224,8 @@ class RunBroker:
         self._closed_dirty = 0
         self._subscribers.clear()
         self._flush_scheduled = False
+        # The next loop starts with a clean slate: a stall of this one is not its stall.
+        self._stall_since = None
         self._loop = None
 
     def _wake(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -247,7 +280,7 @@ class RunBroker:
                         self._flush_scheduled = True
                         wake = self._loop
                 elif not len(pending) % self._max_backlog:
-                    self._flush_overdue_locked(run)
+                    self._check_stall_locked(run)
         finally:
             lock.release()
         if wake is not None:
@@ -371,63 +404,105 @@ class RunBroker:
             dirty = self._dirty
             self._dirty = []
             self._flush_scheduled = False
+            self._stall_since = None
             for run in dirty:
+                subscribers = self._subscribers.get(run.run_id)
+                if subscribers is not None and self._fan_out_locked(run, subscribers):
+                    # Someone is still owed events that did not fit: the run stays dirty.
+                    self._dirty.append(run)
+                    continue
+                run.pending = []
                 run.dirty = False
                 if run.closed:
                     self._closed_dirty -= 1
-                events = run.pending
-                run.pending = []
-                subscribers = self._subscribers.get(run.run_id)
-                if subscribers is not None:
-                    self._fan_out_locked(run, events, subscribers)
+            if self._dirty and self._loop is not None:
+                # call_soon, not a wake from a producer: the readers this flush woke run first,
+                # and the next flush tops up what they read.
+                self._flush_scheduled = True
+                self._loop.call_soon(self._flush)
             if len(self._closed) > self._retain_runs:
                 self._evict_locked(self._clock())
 
-    def _fan_out_locked(
-        self, run: _Run, events: list[Event], subscribers: dict[EventQueue, int | list[Event]]
-    ) -> None:
-        first_id = events[0]["id"] if events else 0
+    def _fan_out_locked(self, run: _Run, subscribers: dict[EventQueue, int | list[Event]]) -> bool:
+        """Hand each subscriber what it is owed and has room for; True if some is still owed."""
+        pending = run.pending
+        first_id = pending[0]["id"] if pending else 0
+        last_id = pending[-1]["id"] if pending else 0
         limit = self._max_backlog
+        # One flush hands out about max_backlog events per run, spread over its subscribers: the
+        # loop turn it starts (the flush, then every reader it woke) stays short however many
+        # subscribers there are, so the loop comes back for the next flush within milliseconds.
+        chunk = max(limit // len(subscribers), min(limit, _MIN_CHUNK))
         for queue, after in list(subscribers.items()):
             items: list[Event]
-            cut_off = False
+            # max(): a reader that put items of its own into the queue must not make the
+            # slices below count from the end.
+            room = max(limit - queue.qsize(), 0)
             if isinstance(after, list):
-                items, cut_off = after, True
-            elif after < first_id:
-                items = events
-            else:
-                # Events up to `after` were pending when this subscriber arrived: it already
-                # has them (replay) or must not get them (live only).
-                items = events[bisect_right(events, after, key=_event_id) :]
-            room = limit - queue.qsize()
-            if cut_off or len(items) > room:
-                # max(): a reader that put items of its own into the queue must not make the
-                # slice count from the end.
-                items = items[: max(room, 0)]
+                items = after[:room]
                 items.append(overflow_marker(limit))
                 del subscribers[queue]
                 self._overflowed += 1
-            elif run.closed:
-                items = [*items, done_marker()]
+            else:
+                if after >= last_id:
+                    start = len(pending)
+                elif after < first_id:
+                    start = 0
+                else:
+                    # Events up to `after` were pending when this subscriber arrived (it already
+                    # has them, or must not get them), or it was handed them by an earlier flush.
+                    start = bisect_right(pending, after, key=_event_id)
+                owed = len(pending) - start
+                take = min(room, chunk)
+                if owed > take:
+                    if not room:
+                        # Its queue holds max_backlog items it has not read, and one more is due.
+                        items = [overflow_marker(limit)]
+                        del subscribers[queue]
+                        self._overflowed += 1
+                    else:
+                        items = pending[start : start + take]
+                        subscribers[queue] = items[-1]["id"]
+                else:
+                    items = pending[start:] if start else pending
+                    subscribers[queue] = last_id
+                    if run.closed:
+                        items = [*items, done_marker()]
+                        del subscribers[queue]
             try:
                 queue.put_batch(items)
             except Exception:
                 # The reader shut its queue down: it has left, whatever it was owed.
                 subscribers.pop(queue, None)
-        if run.closed or not subscribers:
+        if not subscribers:
             del self._subscribers[run.run_id]
+        # Every subscriber left now has a cursor; pending keeps what the furthest behind lacks.
+        behind = [after for after in subscribers.values() if isinstance(after, int)]
+        if not behind or min(behind) >= last_id:
+            return False
+        del pending[: bisect_right(pending, min(behind), key=_event_id)]
+        return True
 
-    def _flush_overdue_locked(self, run: _Run) -> None:
-        """The loop has not flushed ``run`` for a multiple of ``max_backlog`` events."""
+    def _check_stall_locked(self, run: _Run) -> None:
+        """A multiple of ``max_backlog`` events is pending for ``run``: has the loop stalled?"""
         self._check_loop_locked()
         subscribers = self._subscribers.get(run.run_id)
+        if subscribers is None:
+            return
+        now = self._clock()
+        if self._stall_since is None:
+            self._stall_since = now
+            return
+        if now - self._stall_since < self._stall_seconds:
+            return
         limit = self._max_backlog
         pending = run.pending
-        if subscribers is None or len(pending) < 2 * limit:
+        if len(pending) <= limit:
             return
-        # A subscriber owed more than `limit` of these events overflows at the next flush,
-        # whatever it reads meanwhile; it keeps the items it gets before the marker. Everyone
-        # else is owed only events among the last `limit`.
+        self._stalls += 1
+        # A subscriber owed more than `limit` of these events is cut off: it keeps the items
+        # it gets before the marker at the next flush. Everyone else is owed only events among
+        # the last `limit`.
         for queue, after in subscribers.items():
             if not isinstance(after, list):
                 start = bisect_right(pending, after, key=_event_id)
@@ -523,4 +598,12 @@ class RunBroker:
                 open_runs=len(self._runs) - len(self._closed),
                 closed_runs=len(self._closed),
                 subscribers=sum(map(len, self._subscribers.values())),
+                stalls=self._stalls,
+                pending=sum(len(run.pending) for run in self._runs.values())
+                + sum(
+                    len(after)
+                    for subscribers in self._subscribers.values()
+                    for after in subscribers.values()
+                    if isinstance(after, list)
+                ),
             )

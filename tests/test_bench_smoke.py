@@ -39,6 +39,22 @@ def test_the_quick_fanout_benchmark_prints_every_row(
         assert row in table, f"missing row {row!r} in:\n{table}"
 
 
+def test_the_quick_load_benchmark_prints_every_row_and_loses_nothing(
+    bench: Main, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert bench(["load", "--quick"]) == 0  # 1 if an event was lost or a subscriber cut off
+    table = capsys.readouterr().out
+    for row in (
+        "deliveries/s",
+        "emits/s, all producers",
+        "peak RSS, MiB",
+        "peak events held for delivery",
+    ):
+        assert row in table, f"missing row {row!r} in:\n{table}"
+    assert re.search(r"^events lost +0 +0$", table, re.MULTILINE), table
+    assert re.search(r"^subscribers cut off +0 +0$", table, re.MULTILINE), table
+
+
 def test_the_quick_scheduler_benchmark_prints_every_row(
     bench: Main, capsys: pytest.CaptureFixture[str]
 ) -> None:

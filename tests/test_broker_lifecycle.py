@@ -33,7 +33,8 @@ def idle_loop() -> Iterator[asyncio.AbstractEventLoop]:
 
 
 @pytest.mark.parametrize(
-    "name", ["replay_size", "max_backlog", "retain_closed_runs", "retain_closed_seconds"]
+    "name",
+    ["replay_size", "max_backlog", "retain_closed_runs", "retain_closed_seconds", "stall_seconds"],
 )
 @pytest.mark.parametrize("value", [0, -1])
 def test_non_positive_sizes_are_rejected_by_name(name: str, value: int) -> None:
@@ -41,9 +42,10 @@ def test_non_positive_sizes_are_rejected_by_name(name: str, value: int) -> None:
         RunBroker(**{name: value})
 
 
-def test_a_nan_retention_window_is_rejected() -> None:
-    with pytest.raises(ValueError, match="retain_closed_seconds"):
-        RunBroker(retain_closed_seconds=float("nan"))
+@pytest.mark.parametrize("name", ["retain_closed_seconds", "stall_seconds"])
+def test_a_nan_time_window_is_rejected(name: str) -> None:
+    with pytest.raises(ValueError, match=name):
+        RunBroker(**{name: float("nan")})
 
 
 @pytest.mark.parametrize(
@@ -56,6 +58,8 @@ def test_a_nan_retention_window_is_rejected() -> None:
         ("retain_closed_runs", None),
         ("retain_closed_seconds", "60"),
         ("retain_closed_seconds", True),
+        ("stall_seconds", "1"),
+        ("stall_seconds", None),
         ("clock", 5.0),
     ],
 )
@@ -395,6 +399,8 @@ def test_memory_stays_bounded_over_many_runs() -> None:
         open_runs=0,
         closed_runs=10,
         subscribers=0,
+        stalls=0,
+        pending=0,
     )
 
 

@@ -1,4 +1,8 @@
-"""Slow consumers: the backlog limit, the overflow marker, and producers that never block."""
+"""Slow consumers: the backlog limit, the overflow marker, and producers that never block.
+
+A subscriber is cut off when its own queue holds ``max_backlog`` items it has not read and one
+more is due; what the loop took in one flush beyond that waits in the broker until the next.
+"""
 
 from __future__ import annotations
 
@@ -36,6 +40,10 @@ async def test_a_subscriber_one_past_the_limit_is_cut_off_with_the_marker_last()
     queue = broker.subscribe("run")
     emit_in_thread(broker, "run", 5)
     await loop_step()
+    # Handed as much as fits; the rest waits to see whether it reads.
+    assert queue.qsize() == 3
+    assert broker.n_subscribers("run") == 1
+    await loop_step()  # it read nothing: one more is due and its queue is full
     items = drain(queue)
     assert [item["id"] for item in items[:-1]] == [1, 2, 3]
     assert items[-1] == OVERFLOW
@@ -69,6 +77,7 @@ async def test_the_limit_counts_what_is_still_queued_across_batches() -> None:
     emit_in_thread(broker, "run", 2)
     await loop_step()
     assert [item["id"] for item in drain(reader)] == [3, 4]
+    await loop_step()
     items = drain(idle)
     assert [item.get("id") for item in items] == [1, 2, 3, None]
     assert items[-1] == OVERFLOW
@@ -110,22 +119,39 @@ async def test_producers_never_block_on_a_subscriber_that_stopped_reading() -> N
     stalled = broker.subscribe("run")
     emit_in_thread(broker, "run", 1000)  # returns although nobody reads
     await loop_step()
+    await loop_step()
     assert stalled.qsize() == 11
     assert broker.stats().emitted == 1000
+
+
+class FakeClock:
+    """A clock that moves only when the test says so."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
 
 
 def test_regression_a_stalled_loop_costs_at_most_two_backlogs_of_pending_events(
     idle_loop: asyncio.AbstractEventLoop,
 ) -> None:
-    broker = RunBroker(max_backlog=3, replay_size=3)
+    clock = FakeClock()
+    broker = RunBroker(max_backlog=3, replay_size=3, stall_seconds=1.0, clock=clock)
     broker.bind_loop(idle_loop)
     behind = broker.subscribe("run")
     leaving = broker.subscribe("run")
     emit_in_thread(broker, "run", 50)
+    assert broker.stats().stalls == 0  # no time has passed: a burst, however long
     broker.unsubscribe("run", leaving)
     late = broker.subscribe("run")
+    clock.now = 1.0  # the loop has taken nothing for stall_seconds
     emit_in_thread(broker, "run", 2)
-    assert len(broker._runs["run"].pending) <= 6
+    stats = broker.stats()
+    assert stats.stalls == 1
+    # The last 3 pending, one more since, and the 3 that `behind` gets before its marker.
+    assert stats.pending == 4 + 3
     idle_loop.run_until_complete(loop_step())  # the loop runs again: the flush
     # What each subscriber gets is what an unbounded pending list would have given it.
     assert drain(behind) == [{"n": 0, "id": 1}, {"n": 1, "id": 2}, {"n": 2, "id": 3}, OVERFLOW]
@@ -133,3 +159,4 @@ def test_regression_a_stalled_loop_costs_at_most_two_backlogs_of_pending_events(
     assert [item["id"] for item in drain(late)] == [51, 52]
     assert broker.n_subscribers("run") == 1
     assert broker.stats().overflowed == 1
+    assert broker.stats().pending == 0

@@ -89,6 +89,9 @@ MUTANTS: tuple[str, ...] = (
     f"{_PACKAGE}.mutant_done_ids_kept:DoneIdsKeptBroker",
     f"{_PACKAGE}.mutant_run_locks_never_pruned:RunLocksNeverPrunedBroker",
     f"{_PACKAGE}.mutant_handles_kept:HandlesKeptBroker",
+    f"{_PACKAGE}.mutant_flush_not_rearmed:FlushNotRearmedBroker",
+    f"{_PACKAGE}.mutant_done_before_leftover:DoneBeforeLeftoverBroker",
+    f"{_PACKAGE}.mutant_pending_trim_past_the_slowest:PendingTrimPastTheSlowestBroker",
 )
 
 
