@@ -73,6 +73,24 @@ async def test_a_live_subscriber_gets_no_event_from_before_it_subscribed(
 
 
 @pytest.mark.asyncio
+async def test_subscribers_at_different_points_of_one_run_each_get_exactly_their_events(
+    redis_broker: BrokerFactory,
+) -> None:
+    broker = redis_broker()
+    # No await until the last subscribe: the reader task reads the run once, from the
+    # earliest subscriber's point, and must give each subscriber only what comes after its own.
+    early = broker.subscribe("run")
+    emit_range(broker, "run", 1, 3)
+    late = broker.subscribe("run")
+    replaying = broker.subscribe("run", last_event_id=1)
+    emit_range(broker, "run", 4, 5)
+    in_thread(broker.close, "run")
+    assert ids(await read_until_terminal(early)) == [1, 2, 3, 4, 5]
+    assert ids(await read_until_terminal(late)) == [4, 5]
+    assert ids(await read_until_terminal(replaying)) == [2, 3, 4, 5]
+
+
+@pytest.mark.asyncio
 async def test_a_subscriber_of_a_closed_run_gets_done_at_once(redis_broker: BrokerFactory) -> None:
     broker = redis_broker()
     emit_range(broker, "run", 1, 2)
