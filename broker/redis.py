@@ -89,6 +89,8 @@ _event_id = itemgetter("id")
 _EMIT = """
 if redis.call('HEXISTS', KEYS[2], 'c') == 1 then return 0 end
 local n = redis.call('HINCRBY', KEYS[2], 'n', 1)
+-- A new run: a stream left by an expired one (its key may expire a moment later) goes first.
+if n == 1 then redis.call('DEL', KEYS[1]) end
 redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], n .. '-1', 'e', ARGV[1])
 return n
 """
@@ -97,6 +99,7 @@ return n
 _CLOSE = """
 if redis.call('HEXISTS', KEYS[2], 'c') == 1 then return 0 end
 local n = redis.call('HGET', KEYS[2], 'n') or '0'
+if n == '0' then redis.call('DEL', KEYS[1]) end
 redis.call('HSET', KEYS[2], 'c', '1', 'n', n)
 redis.call('XADD', KEYS[1], n .. '-2', 'd', '1')
 redis.call('PEXPIRE', KEYS[1], ARGV[1])

@@ -427,3 +427,26 @@ def test_emit_is_safe_from_many_threads_and_ids_stay_1_to_n(redis_server: RedisS
             await broker.aclose()
 
     assert ids(asyncio.run(replay())) == list(range(1, 201))
+
+
+@pytest.mark.asyncio
+async def test_a_run_whose_stream_outlived_its_counter_starts_again_at_1(
+    redis_server: RedisServer, redis_broker: BrokerFactory
+) -> None:
+    broker = redis_broker()
+    emit_range(broker, "run", 1, 5)
+    in_thread(broker.close, "run")
+    # The retention TTL expires the two keys one at a time; here the counter went first.
+    client = redis_server.client()
+    try:
+        client.delete(f"{broker.namespace}:m:run")
+    finally:
+        client.close()
+    queue = broker.subscribe("run")
+    emit_range(broker, "run", 1, 2)
+    in_thread(broker.close, "run")
+    assert await read_until_terminal(queue) == [
+        {"n": 1, "id": 1},
+        {"n": 2, "id": 2},
+        {"type": "done"},
+    ]
