@@ -1,4 +1,6 @@
-"""``python -m bench fanout [--quick]``: RunBroker against the in-loop floor and the original.
+"""``python -m bench fanout [--quick] [--backend redis]``: RunBroker against the in-loop floor
+and the original; with ``--backend redis``, also RedisRunBroker across processes beside
+RunBroker (``bench.fanout_redis``).
 
 Prints one table:
 
@@ -320,6 +322,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     """``python -m bench fanout [--quick]``."""
     parser = argparse.ArgumentParser(prog="python -m bench fanout", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="a small single-repeat smoke run")
+    parser.add_argument(
+        "--backend",
+        choices=["redis"],
+        action="append",
+        default=[],
+        help="also measure RedisRunBroker across processes (bench.fanout_redis)",
+    )
     args = parser.parse_args(argv)
     print(format_table(run(QUICK if args.quick else FULL)))
+    if "redis" in args.backend:
+        from bench import fanout_redis
+
+        print()
+        print(fanout_redis.main(args.quick))
     return 0

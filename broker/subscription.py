@@ -9,21 +9,28 @@ Unsubscribing after the broker already let go (done or overflow delivered) is a 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Hashable
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 from broker.events import Event, is_terminal
 
 if TYPE_CHECKING:
-    from broker.core import RunBroker
     from broker.eventqueue import EventQueue
+
+
+class _Broker(Protocol):
+    """What a subscription needs of its broker: ``RunBroker`` and ``RedisRunBroker`` have it."""
+
+    def subscribe(self, run_id: Any, last_event_id: int | None = None) -> EventQueue: ...
+    def unsubscribe(self, run_id: Any, queue: asyncio.Queue[Event]) -> None: ...
 
 
 class Subscription:
     """One subscriber of one run, as an async context manager and an async iterator."""
 
-    def __init__(self, broker: RunBroker, run_id: Hashable, last_event_id: int | None) -> None:
+    def __init__(self, broker: _Broker, run_id: Hashable, last_event_id: int | None) -> None:
         self.run_id = run_id
         self.last_event_id = last_event_id
         self._broker = broker

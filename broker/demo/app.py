@@ -28,7 +28,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from importlib.resources import files
 from itertools import cycle, islice
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -37,6 +37,13 @@ from starlette.routing import Route
 
 from broker import RunBroker
 from broker.sse import sse_response
+
+if TYPE_CHECKING:
+    from broker.redis import RedisRunBroker
+
+    AnyBroker: TypeAlias = RunBroker | RedisRunBroker
+else:
+    AnyBroker: TypeAlias = Any
 
 MAX_EVENTS = 100_000
 MAX_INTERVAL_MS = 10_000
@@ -79,7 +86,7 @@ class _Run:
 
 
 def _simulate(
-    broker: RunBroker,
+    broker: AnyBroker,
     run_id: str,
     run: _Run,
     interval_s: float,
@@ -115,7 +122,7 @@ class _Demo:
 
     def __init__(
         self,
-        broker: RunBroker,
+        broker: AnyBroker,
         *,
         keepalive_interval: float,
         retry_ms: int,
@@ -227,10 +234,14 @@ class _Demo:
             self.shutdown.set()
             for run in self.runs.values():
                 run.resume.set()
+            aclose = getattr(self.broker, "aclose", None)
+            if aclose is not None:
+                # A RedisRunBroker: stop its reader task and close its connections.
+                await aclose()
 
 
 def create_app(
-    broker: RunBroker | None = None,
+    broker: AnyBroker | None = None,
     *,
     keepalive_interval: float = 15.0,
     retry_ms: int = 1000,
@@ -239,8 +250,9 @@ def create_app(
 ) -> Starlette:
     """The demo app. Without ``broker`` it makes one that keeps closed runs a little longer than
     ``retention_seconds``, after which the app answers 404 for them: subscribing to a run the broker
-    has forgotten would wait forever. A broker passed in must retain closed runs at least that long.
-    The broker is available as ``app.state.broker``."""
+    has forgotten would wait forever. A broker passed in must retain closed runs at least that long;
+    it may be a ``RedisRunBroker`` (``python -m broker.demo --redis URL``), which the app closes
+    when it shuts down. The broker is available as ``app.state.broker``."""
     if broker is None:
         broker = RunBroker(
             retain_closed_runs=max_runs, retain_closed_seconds=retention_seconds + 60.0
