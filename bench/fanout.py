@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from bench.original import OriginalBroker
+from bench.table import aligned
 from broker import RunBroker
 
 RUN = "run"
@@ -293,15 +294,7 @@ def table_rows(results: Results) -> list[tuple[str, str, str, str, str]]:
 def format_table(results: Results) -> str:
     """The printed report: a header line, the table, and what was measured."""
     rows = table_rows(results)
-    widths = [max(len(row[column]) for row in rows) for column in range(5)]
-    lines = [
-        "  ".join(
-            cell.ljust(width) if column == 0 else cell.rjust(width)
-            for column, (cell, width) in enumerate(zip(row, widths, strict=True))
-        ).rstrip()
-        for row in rows
-    ]
-    lines.insert(1, "-" * len(lines[0]))
+    lines = aligned(rows)
     config = results.config
     header = (
         f"fanout: {config.producers} producer threads x {config.events:,} events, "

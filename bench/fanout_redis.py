@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.table import aligned
 from broker import RunBroker
 from broker.events import is_terminal
 
@@ -269,15 +270,7 @@ def format_table(config: RedisConfig, rows: Sequence[Row]) -> str:
         )
         for row in rows
     ]
-    widths = [max(len(line[column]) for line in cells) for column in range(5)]
-    lines = [
-        "  ".join(
-            cell.ljust(width) if column == 0 else cell.rjust(width)
-            for column, (cell, width) in enumerate(zip(line, widths, strict=True))
-        ).rstrip()
-        for line in cells
-    ]
-    lines.insert(1, "-" * len(lines[0]))
+    lines = aligned(cells)
     header = (
         f"fanout --backend redis: 1 producer, subscribers of one run; burst of "
         f"{config.burst_events:,} events for deliveries/s, {config.paced_events:,} events at "

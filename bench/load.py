@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from bench.table import aligned
 from broker import RunBroker
 
 RUN = "run"
@@ -156,15 +157,7 @@ def format_table(results: Results) -> str:
         ("events lost", f"{results.lost:,}", "0"),
         ("subscribers cut off", f"{results.cut_off:,}", "0"),
     ]
-    widths = [max(len(row[column]) for row in rows) for column in range(3)]
-    lines = [
-        "  ".join(
-            cell.ljust(width) if column == 0 else cell.rjust(width)
-            for column, (cell, width) in enumerate(zip(row, widths, strict=True))
-        ).rstrip()
-        for row in rows
-    ]
-    lines.insert(1, "-" * len(lines[0]))
+    lines = aligned(rows)
     header = (
         f"load: {config.subscribers} subscribers x {config.events:,} events over "
         f"{config.producers} producer threads, RunBroker() defaults; "

@@ -28,6 +28,7 @@ from typing import Any
 from hypothesis import HealthCheck
 from hypothesis import settings as Settings
 
+from bench.table import aligned
 from stateful.machine import RunBrokerMachine, machine_for
 from stateful.runner import run_machine
 from stateful.runtime import Runtime
@@ -211,15 +212,7 @@ def table_rows(results: Results) -> list[tuple[str, str, str]]:
 def format_table(results: Results) -> str:
     """The printed report: a header line, the table, and what was measured."""
     rows = table_rows(results)
-    widths = [max(len(row[column]) for row in rows) for column in range(3)]
-    lines = [
-        "  ".join(
-            cell.ljust(width) if column != 1 else cell.rjust(width)
-            for column, (cell, width) in enumerate(zip(row, widths, strict=True))
-        ).rstrip()
-        for row in rows
-    ]
-    lines.insert(1, "-" * len(lines[0]))
+    lines = aligned(rows, left=(0, 2))
     config = results.config
     header = (
         f"scheduler: {config.iterations:,} loop iterations, best of {config.repeats}; "

@@ -23,6 +23,7 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from bench.table import aligned
 from stateful.killmatrix import Outcome, measure_in_new_process
 from tests.mutants import ZooEntry, module_name, zoo
 
@@ -129,15 +130,7 @@ def format_table(config: Config, searches: Sequence[Search]) -> str:
                 " ".join(str(o.examples_to_failure) if o.killed else "-" for o in search.outcomes),
             )
         )
-    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
-    lines = [
-        "  ".join(
-            cell.ljust(width) if column in (0, len(row) - 1) else cell.rjust(width)
-            for column, (cell, width) in enumerate(zip(row, widths, strict=True))
-        ).rstrip()
-        for row in rows
-    ]
-    lines.insert(1, "-" * len(lines[0]))
+    lines = aligned(rows, left=(0, len(rows[0]) - 1))
     header = (
         f"search: {PROFILE} profile with seeds 1-{config.seeds}, no shrinking; "
         f"Python {platform.python_version()} on {platform.machine()}"
