@@ -102,7 +102,7 @@ def test_an_exception_from_the_broker_is_reported_as_one() -> None:
 
 def test_the_search_follows_containers_and_own_objects_only() -> None:
     own_object = targets.FixedRetentionBroker()
-    own_object._closed["in-own-object"] = 0.0
+    own_object._closed["in-own-object"] = None
     roots = {
         "keys": {"in-keys": 1},
         "values": {1: "in-values"},
