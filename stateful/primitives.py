@@ -6,20 +6,23 @@ rebinds, in each module under test:
 * the ``threading`` and ``_thread`` modules (bound under any name) to proxies whose ``Lock``,
   ``RLock``, ``Condition``, ``Event``, ``Semaphore``, ``BoundedSemaphore`` and ``allocate_lock``
   build controlled primitives, everything else passing through to the real module;
-* names bound by ``from threading import Lock, ...`` (and ``from time import sleep``) to the
-  controlled versions;
-* the ``time`` module to a proxy whose ``sleep`` is a switch point that does not sleep;
+* names bound by ``from threading import Lock, ...``, ``from queue import SimpleQueue`` and
+  ``from time import sleep, monotonic, ...`` to the controlled versions;
 * primitive *instances* created at import time, at module level or as class attributes, to
   fresh controlled ones;
 
-and, in the real ``threading`` and ``_thread`` modules, replaces the primitive constructors with
+and, in the real ``threading``, ``_thread`` and ``queue`` modules, replaces the primitive
+constructors (``queue.SimpleQueue`` among them, a C type that would block invisibly) with
 factories that build a controlled primitive whenever a frame of a module under test is on the
 calling stack (and the caller is not ``threading`` itself), and a real one otherwise. So a lock is
 controlled however the code under test reaches ``threading``: an ``import threading`` inside a
-function, a helper object in another module built by the broker, a ``queue.Queue`` or a
-``concurrent.futures.Future`` made on the broker's behalf. Every binding is restored afterwards.
-Primitives created at any time during the example (in ``__init__``, lazily per run, ...) are
-therefore controlled.
+function, a helper object in another module built by the broker, a ``queue.Queue``,
+``LifoQueue`` or ``PriorityQueue`` (built on ``threading.Condition``), a ``ThreadPoolExecutor``
+or a ``concurrent.futures.Future`` made on the broker's behalf. Primitives created at any time
+during the example (in ``__init__``, lazily per run, ...) are therefore controlled. The same
+block installs the virtual clock (``stateful.clock``: ``time.sleep``, ``time.monotonic`` and the
+other clocks, in managed threads) and makes the threads the code under test starts managed
+threads (``stateful.threads``). Every binding is restored afterwards.
 
 A controlled primitive used from a managed thread never blocks for real: a thread that would
 block parks at a switch point, and the runtime runs another. Used from any other thread (the

@@ -20,8 +20,16 @@ What this promises:
   thread blocked on a controlled primitive is reported as a deadlock with each thread's
   position, and a run that keeps going past its step budget is reported as a livelock.
 
+Managed threads are the runtime's own (``worker``: the producers; the loop of ``stateful.loop``)
+and the threads the code under test starts, which ``stateful.threads`` hands to ``adopt``: they
+are scheduled, traced and reported the same way, and an exception escaping one is a ``Crash``.
+When the threads settle, such a thread waiting for work (a condition, an event, a queue's next
+item) is an idle dispatcher, not part of a deadlock; one still runnable when the step budget
+runs out (a thread that spins) is named in the livelock. ``shutdown`` unwinds them all.
+
 Time is virtual (``VirtualClock``): it stands still while any thread can run and jumps to the
-earliest timeout only when none can, so timeouts and ``call_later`` timers are deterministic.
+earliest timeout only when none can, so timeouts, sleeps and ``call_later`` timers are
+deterministic; ``stateful.clock`` makes it what the code under test reads.
 The data flows one way: strategy choices in, the schedule executed, the ``Trace`` out.
 """
 
