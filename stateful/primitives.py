@@ -6,20 +6,23 @@ rebinds, in each module under test:
 * the ``threading`` and ``_thread`` modules (bound under any name) to proxies whose ``Lock``,
   ``RLock``, ``Condition``, ``Event``, ``Semaphore``, ``BoundedSemaphore`` and ``allocate_lock``
   build controlled primitives, everything else passing through to the real module;
-* names bound by ``from threading import Lock, ...`` (and ``from time import sleep``) to the
-  controlled versions;
-* the ``time`` module to a proxy whose ``sleep`` is a switch point that does not sleep;
+* names bound by ``from threading import Lock, ...``, ``from queue import SimpleQueue`` and
+  ``from time import sleep, monotonic, ...`` to the controlled versions;
 * primitive *instances* created at import time, at module level or as class attributes, to
   fresh controlled ones;
 
-and, in the real ``threading`` and ``_thread`` modules, replaces the primitive constructors with
+and, in the real ``threading``, ``_thread`` and ``queue`` modules, replaces the primitive
+constructors (``queue.SimpleQueue`` among them, a C type that would block invisibly) with
 factories that build a controlled primitive whenever a frame of a module under test is on the
 calling stack (and the caller is not ``threading`` itself), and a real one otherwise. So a lock is
 controlled however the code under test reaches ``threading``: an ``import threading`` inside a
-function, a helper object in another module built by the broker, a ``queue.Queue`` or a
-``concurrent.futures.Future`` made on the broker's behalf. Every binding is restored afterwards.
-Primitives created at any time during the example (in ``__init__``, lazily per run, ...) are
-therefore controlled.
+function, a helper object in another module built by the broker, a ``queue.Queue``,
+``LifoQueue`` or ``PriorityQueue`` (built on ``threading.Condition``), a ``ThreadPoolExecutor``
+or a ``concurrent.futures.Future`` made on the broker's behalf. Primitives created at any time
+during the example (in ``__init__``, lazily per run, ...) are therefore controlled. The same
+block installs the virtual clock (``stateful.clock``: ``time.sleep``, ``time.monotonic`` and the
+other clocks, in managed threads) and makes the threads the code under test starts managed
+threads (``stateful.threads``). Every binding is restored afterwards.
 
 A controlled primitive used from a managed thread never blocks for real: a thread that would
 block parks at a switch point, and the runtime runs another. Used from any other thread (the
@@ -32,15 +35,16 @@ from __future__ import annotations
 import _thread
 import functools
 import os
+import queue
 import sys
 import threading
-import time
 import types
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from stateful import runtime
+from stateful import clock, runtime, threads
 
 _REAL_LOCK_TYPE = type(_thread.allocate_lock())
 _REAL_RLOCK_TYPE = type(threading.RLock())
@@ -49,6 +53,7 @@ _REAL_CONDITION = threading.Condition
 _REAL_EVENT = threading.Event
 _REAL_SEMAPHORE = threading.Semaphore
 _REAL_BOUNDED_SEMAPHORE = threading.BoundedSemaphore
+_REAL_SIMPLE_QUEUE = queue.SimpleQueue
 _THREADING_FILE = os.path.normcase(threading.__file__)
 
 
@@ -217,7 +222,11 @@ class Condition(_Primitive):
         saved = self._lock._release_save()
         try:
             entry[0].wait_until(
-                lambda: notified[0], f"wait {self!r}", blocked_on=repr(self), timeout=timeout
+                lambda: notified[0],
+                f"wait {self!r}",
+                blocked_on=repr(self),
+                timeout=timeout,
+                for_work=True,
             )
         finally:
             if not notified[0]:
@@ -271,7 +280,7 @@ class Event(_Primitive):
                 return self._flag
             raise RuntimeError(f"{self!r}.wait() from a thread the scheduler does not run")
         return entry[0].wait_until(
-            self.is_set, f"wait {self!r}", blocked_on=repr(self), timeout=timeout
+            self.is_set, f"wait {self!r}", blocked_on=repr(self), timeout=timeout, for_work=True
         )
 
     @staticmethod
@@ -295,7 +304,7 @@ class Semaphore(_Primitive):
     def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool:
         entry = runtime.current()
         if entry is None:
-            if self._value == 0 and blocking:
+            if self._value == 0 and blocking and timeout is None:
                 raise RuntimeError(f"{self!r} would block a thread the scheduler does not run")
         elif blocking:
             entry[0].wait_until(
@@ -336,17 +345,58 @@ class BoundedSemaphore(Semaphore):
         super().release(n)
 
 
-def sleep(seconds: float) -> None:
-    """A controlled ``time.sleep``: a switch point that lets virtual time pass, never real time."""
-    entry = runtime.current()
-    if entry is None:
-        time.sleep(seconds)
-        return
-    rt = entry[0]
-    wake_at = rt.clock.now + max(seconds, 0.0)
-    rt.wait_until(
-        lambda: rt.clock.now >= wake_at, f"sleep {seconds:g}s", blocked_on=None, timeout=seconds
-    )
+class SimpleQueue(_Primitive):
+    """A controlled ``queue.SimpleQueue``: ``put`` never blocks, ``get`` parks until an item is
+    there (or its virtual timeout passes)."""
+
+    kind = "SimpleQueue"
+    # ``queue.SimpleQueue[int]`` in an annotation evaluated at run time.
+    __class_getitem__: Any = classmethod(types.GenericAlias)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._items: deque[Any] = deque()
+
+    def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
+        entry = runtime.current()
+        if entry is not None:
+            entry[0].switch_point(f"put {self!r}")
+        self._items.append(item)
+
+    def put_nowait(self, item: Any) -> None:
+        self.put(item, block=False)
+
+    def get(self, block: bool = True, timeout: float | None = None) -> Any:
+        if timeout is not None and timeout < 0:
+            raise ValueError("'timeout' must be a non-negative number")
+        entry = runtime.current()
+        if entry is None:
+            if not self._items and block and timeout is None:
+                raise RuntimeError(
+                    f"{self!r}.get() would block a thread the scheduler does not run"
+                )
+        elif block:
+            entry[0].wait_until(
+                lambda: bool(self._items),
+                f"get {self!r}",
+                blocked_on=repr(self),
+                timeout=timeout,
+                for_work=True,
+            )
+        else:
+            entry[0].switch_point(f"get-nowait {self!r}")
+        if not self._items:
+            raise queue.Empty
+        return self._items.popleft()
+
+    def get_nowait(self) -> Any:
+        return self.get(block=False)
+
+    def empty(self) -> bool:
+        return not self._items
+
+    def qsize(self) -> int:
+        return len(self._items)
 
 
 _FACTORIES: dict[object, object] = {
@@ -357,8 +407,9 @@ _FACTORIES: dict[object, object] = {
     threading.Event: Event,
     threading.Semaphore: Semaphore,
     threading.BoundedSemaphore: BoundedSemaphore,
-    time.sleep: sleep,
+    queue.SimpleQueue: SimpleQueue,
 }
+_FACTORIES.update(clock.CONTROLLED)
 
 
 def _proxy(real: types.ModuleType, overrides: dict[str, object]) -> types.ModuleType:
@@ -384,12 +435,7 @@ _THREADING_PROXY = _proxy(
     },
 )
 _THREAD_PROXY = _proxy(_thread, {"allocate_lock": Lock, "allocate": Lock})
-_TIME_PROXY = _proxy(time, {"sleep": sleep})
-_MODULE_PROXIES = {
-    id(threading): _THREADING_PROXY,
-    id(_thread): _THREAD_PROXY,
-    id(time): _TIME_PROXY,
-}
+_MODULE_PROXIES = {id(threading): _THREADING_PROXY, id(_thread): _THREAD_PROXY}
 
 
 class _Replacements:
@@ -422,6 +468,15 @@ def _controlled_instance(value: object, replacements: _Replacements) -> object |
         return BoundedSemaphore(getattr(value, "_initial_value", 1))
     if isinstance(value, _REAL_SEMAPHORE):
         return Semaphore(value._value)
+    if isinstance(value, _REAL_SIMPLE_QUEUE):
+        stand_in = SimpleQueue()
+        items = []
+        while not value.empty():
+            items.append(value.get_nowait())
+        for item in items:  # both hold them: the real queue is back after the block
+            value.put(item)
+            stand_in.put(item)
+        return stand_in
     return None
 
 
@@ -464,6 +519,7 @@ def _patch_constructors(files: frozenset[str]) -> list[Callable[[], None]]:
     for module, overrides in (
         (threading, _THREADING_PROXY.__dict__),
         (_thread, _THREAD_PROXY.__dict__),
+        (queue, {"SimpleQueue": SimpleQueue}),
     ):
         for name, factory in overrides.items():
             if name.startswith("__") or not hasattr(module, name):
@@ -483,6 +539,8 @@ def controlled(modules: Iterable[types.ModuleType]) -> Iterator[None]:
     replacements = _Replacements()
     try:
         undo.extend(_patch_constructors(files))
+        undo.extend(clock.patch())
+        undo.extend(threads.patch(files, Event, Lock))
         for module in modules:
             namespace = vars(module)
             for name, value in list(namespace.items()):

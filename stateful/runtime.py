@@ -20,14 +20,23 @@ What this promises:
   thread blocked on a controlled primitive is reported as a deadlock with each thread's
   position, and a run that keeps going past its step budget is reported as a livelock.
 
+Managed threads are the runtime's own (``worker``: the producers; the loop of ``stateful.loop``)
+and the threads the code under test starts, which ``stateful.threads`` hands to ``adopt``: they
+are scheduled, traced and reported the same way, and an exception escaping one is a ``Crash``.
+When the threads settle, such a thread waiting for work (a condition, an event, a queue's next
+item) is an idle dispatcher, not part of a deadlock; one still runnable when the step budget
+runs out (a thread that spins) is named in the livelock. ``shutdown`` unwinds them all.
+
 Time is virtual (``VirtualClock``): it stands still while any thread can run and jumps to the
-earliest timeout only when none can, so timeouts and ``call_later`` timers are deterministic.
+earliest timeout only when none can, so timeouts, sleeps and ``call_later`` timers are
+deterministic; ``stateful.clock`` makes it what the code under test reads.
 The data flows one way: strategy choices in, the schedule executed, the ``Trace`` out.
 """
 
 from __future__ import annotations
 
 import _thread
+import functools
 import os
 import sys
 import threading
@@ -45,6 +54,8 @@ from stateful.trace import Position, Trace
 
 # The runtime's own batons are real locks, captured here: they must never be controlled.
 _new_real_lock = _thread.allocate_lock
+# Captured before ``stateful.threads`` patches it: the runtime waits for its threads for real.
+_REAL_JOIN = threading.Thread.join
 
 DEFAULT_WATCHDOG_SECONDS = 10.0
 DEFAULT_MAX_STEPS = 20_000
@@ -64,7 +75,11 @@ class VirtualClock:
 
 @dataclass(eq=False)
 class ManagedThread:
-    """One real thread under the scheduler's control."""
+    """One real thread under the scheduler's control.
+
+    ``of_code`` marks a thread the code under test started (``adopt``), not one of the
+    runtime's own (a producer, the loop). ``waiting_for_work`` is set while such a thread waits
+    for a signal (a condition, an event, a queue's next item), where a dispatcher idles."""
 
     index: int
     name: str
@@ -76,6 +91,8 @@ class ManagedThread:
     position: Position | None = None
     finished: bool = False
     thread: threading.Thread | None = None
+    of_code: bool = False
+    waiting_for_work: bool = False
 
     def runnable(self, now: float) -> bool:
         if self.finished:
@@ -145,11 +162,19 @@ class Worker:
 
 
 _registry: dict[int, tuple[Runtime, ManagedThread]] = {}
+# Thread id of a controller -> its live runtime: a thread the code under test starts while the
+# controller runs (in a broker's ``__init__``) belongs to that runtime.
+_controllers: dict[int, Runtime] = {}
 
 
 def current() -> tuple[Runtime, ManagedThread] | None:
     """The runtime and managed thread of the calling thread, or None for any other thread."""
     return _registry.get(_thread.get_ident())
+
+
+def controlled_by() -> Runtime | None:
+    """The live runtime whose controller is the calling thread, if it is one."""
+    return _controllers.get(_thread.get_ident())
 
 
 class Runtime:
@@ -181,6 +206,9 @@ class Runtime:
         self._strategy: SchedulingStrategy | None = None
         self._steps = 0
         self._switch_to: int | None = None
+        self._controller_ident = _thread.get_ident()
+        self._adopted = 0
+        _controllers[self._controller_ident] = self
 
     # -- controller side -------------------------------------------------------------------
 
@@ -212,9 +240,7 @@ class Runtime:
                     return
                 self._steps += 1
                 if self._steps > self.max_steps:
-                    self._fail(
-                        Livelock(f"no quiescence after {self.max_steps} steps\n{self.where()}")
-                    )
+                    self._fail(Livelock(self._livelock_message()))
                 current = self._current
                 at_sync = (
                     current is not None and current.position is not None and current.position.sync
@@ -245,12 +271,42 @@ class Runtime:
         """Unwind every managed thread and wait for them; safe to call more than once."""
         if not self._aborted:
             self._aborted = True
+            if _controllers.get(self._controller_ident) is self:
+                del _controllers[self._controller_ident]
             for thread in self.threads:
                 if not thread.finished:
                     thread.baton.release()
         for thread in self.threads:
             if thread.thread is not None:
-                thread.thread.join(timeout=self.watchdog_seconds)
+                # Not ``join``: on a thread of the code under test that is the controlled one.
+                _REAL_JOIN(thread.thread, self.watchdog_seconds)
+
+    def adopt(
+        self, thread: threading.Thread, what: str, start: Callable[[], None]
+    ) -> ManagedThread:
+        """Make ``thread``, which the code under test is starting, a managed thread.
+
+        ``start`` is the real ``Thread.start``: the thread is a real one, with its ident, name
+        and ``threading.current_thread()``, but its ``run`` waits for its baton and is traced,
+        and an exception escaping it is a crash. Called by the controller or by the running
+        managed thread; the new thread is parked, runnable, when this returns."""
+        self._check_usable()
+        self._adopted += 1
+        name = f"thread-{self._adopted} ({what})"
+        run = thread.run
+        managed = ManagedThread(len(self.threads), name, functools.partial(self._run_code, run))
+        managed.of_code = True
+        managed.thread = thread
+        managed.position = Position("", 0, "", f"start {name}")
+        managed.baton.acquire()
+        ready = _new_real_lock()
+        ready.acquire()
+        thread.run = functools.partial(self._bootstrap, managed, ready)  # type: ignore[method-assign]
+        self.threads.append(managed)
+        start()
+        if not ready.acquire(timeout=self.watchdog_seconds):
+            raise RuntimeError(f"thread {name} did not start within {self.watchdog_seconds:g}s")
+        return managed
 
     @property
     def aborted(self) -> bool:
@@ -306,9 +362,28 @@ class Runtime:
         return True
 
     def _check_deadlock(self) -> None:
-        blocked = [t for t in self.threads if not t.finished and t.blocked_on is not None]
+        # A thread of the code under test waiting for work is an idle dispatcher, not a block.
+        blocked = [
+            t
+            for t in self.threads
+            if not t.finished
+            and t.blocked_on is not None
+            and not (t.of_code and t.waiting_for_work)
+        ]
         if blocked:
             self._fail(Deadlock(f"every thread with work left is blocked:\n{self.where()}"))
+
+    def _livelock_message(self) -> str:
+        message = f"no quiescence after {self.max_steps} steps"
+        spinning = [t for t in self.threads if t.of_code and t.runnable(self.clock.now)]
+        for t in spinning:
+            at = t.position.describe() if t.position else "its start"
+            message += (
+                f"; thread {t.name}, started by the code under test, is still runnable at {at}:"
+                " a thread that loops without waiting on a lock, condition, event or queue"
+                " never lets the threads settle"
+            )
+        return f"{message}\n{self.where()}"
 
     def _fail(self, error: Exception) -> None:
         self.shutdown()
@@ -320,10 +395,18 @@ class Runtime:
 
     # -- managed-thread side ---------------------------------------------------------------
 
-    def _bootstrap(self, managed: ManagedThread) -> None:
+    def _bootstrap(self, managed: ManagedThread, ready: Any = None) -> None:
         _registry[_thread.get_ident()] = (self, managed)
         try:
-            self._park(managed, _always, Position.idle(), None, None)
+            if ready is None:
+                self._park(managed, _always, Position.idle(), None, None)
+            else:
+                # Started by the running thread, which goes on running: park without waking
+                # the controller, and tell the starter once parked.
+                ready.release()
+                managed.baton.acquire()
+                if self._aborted:
+                    raise SchedulerAbort
             sys.settrace(self._global_tracer)
             managed.body()
         except SchedulerAbort:
@@ -335,6 +418,16 @@ class Runtime:
             if not self._aborted:
                 self._controller_baton.release()
 
+    def _run_code(self, run: Callable[[], None]) -> None:
+        """The body of a thread of the code under test: its ``run``, a crash if it raises."""
+        managed = self._managed_self()
+        try:
+            run()
+        except SchedulerAbort:
+            raise
+        except BaseException:
+            self.record_crash(managed.name, "its run()", traceback.format_exc())
+
     def _park(
         self,
         managed: ManagedThread,
@@ -342,6 +435,7 @@ class Runtime:
         position: Position,
         blocked_on: str | None,
         wake_at: float | None,
+        waiting_for_work: bool = False,
     ) -> None:
         if self._aborted:
             raise SchedulerAbort
@@ -349,10 +443,12 @@ class Runtime:
         managed.position = position
         managed.blocked_on = blocked_on
         managed.wake_at = wake_at
+        managed.waiting_for_work = waiting_for_work
         self._controller_baton.release()
         managed.baton.acquire()
         managed.blocked_on = None
         managed.wake_at = None
+        managed.waiting_for_work = False
         if self._aborted:
             raise SchedulerAbort
 
@@ -369,14 +465,17 @@ class Runtime:
         *,
         blocked_on: str | None,
         timeout: float | None = None,
+        for_work: bool = False,
     ) -> bool:
         """Park the calling managed thread until ``condition()`` holds (or the virtual timeout
         passes) and the strategy picks it; return ``condition()``. ``blocked_on`` names what it
-        waits for (for deadlock reports); None means waiting there is idleness, not a block."""
+        waits for (for deadlock reports); None means waiting there is idleness, not a block.
+        ``for_work`` says it waits for a signal (not a lock): a thread of the code under test
+        left waiting there when the threads settle is idle, not deadlocked."""
         managed = self._managed_self()
         wake_at = None if timeout is None else self.clock.now + max(timeout, 0.0)
         position = Position.of_caller(self.traced_files, note)
-        self._park(managed, condition, position, blocked_on, wake_at)
+        self._park(managed, condition, position, blocked_on, wake_at, for_work)
         return condition()
 
     def _managed_self(self) -> ManagedThread:

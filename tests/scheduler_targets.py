@@ -172,3 +172,85 @@ def forget_the_next_close() -> None:
 
 def post(loop: Any, log: list[str], name: str) -> None:
     loop.call_soon_threadsafe(log.append, name)
+
+
+# -- threads of the code under test, and the clock -----------------------------------------------
+
+
+def start_thread(target: Callable[..., Any], *args: Any) -> threading.Thread:
+    thread = threading.Thread(target=target, args=args, daemon=True)
+    thread.start()
+    return thread
+
+
+def start_and_join(target: Callable[..., Any], log: list[str]) -> None:
+    thread = start_thread(target, log)
+    log.append(f"started, alive={thread.is_alive()}")
+    thread.join()
+    log.append(f"joined, alive={thread.is_alive()}")
+
+
+def nap_and_log(log: list[str]) -> None:
+    time.sleep(2.0)
+    log.append("thread ran")
+
+
+def spin(flags: dict[str, bool]) -> None:
+    while not flags.get("stop"):
+        pass
+
+
+def start_timer(seconds: float, log: list[str], cancel: bool) -> threading.Timer:
+    timer = threading.Timer(seconds, lambda: log.append(f"fired at {time.monotonic()}"))
+    if cancel:
+        timer.cancel()
+    timer.start()
+    return timer
+
+
+def make_simple_queue() -> queue.SimpleQueue[Any]:
+    return queue.SimpleQueue()
+
+
+def make_queues() -> dict[str, queue.Queue[Any]]:
+    return {
+        "Queue": queue.Queue(),
+        "LifoQueue": queue.LifoQueue(),
+        "PriorityQueue": queue.PriorityQueue(),
+    }
+
+
+def take(work: Any, log: list[str], timeout: float | None = None) -> None:
+    try:
+        log.append(f"took {work.get(timeout=timeout)}")
+    except queue.Empty:
+        log.append(f"empty at {time.monotonic()}")
+
+
+def put_all(work: Any, log: list[str], items: list[Any]) -> None:
+    for item in items:
+        log.append(f"put {item}")
+        work.put(item)
+
+
+def clocks() -> dict[str, float]:
+    return {
+        "monotonic": time.monotonic(),
+        "perf_counter": time.perf_counter(),
+        "time": time.time(),
+        "monotonic_ns": time.monotonic_ns(),
+        "time_ns": time.time_ns(),
+    }
+
+
+def nap_then_read_clocks(seconds: float, readings: list[dict[str, float]]) -> None:
+    time.sleep(seconds)
+    readings.append(clocks())
+
+
+async def run_off_the_loop(how: str, fn: Callable[[], Any]) -> Any:
+    import asyncio
+
+    if how == "to_thread":
+        return await asyncio.to_thread(fn)
+    return await asyncio.get_running_loop().run_in_executor(None, fn)

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from stateful import primitives
+from stateful import clock, primitives
 from stateful.errors import Deadlock, WatchdogTimeout
 from stateful.primitives import controlled
 from stateful.runtime import Runtime, running
@@ -224,7 +224,7 @@ def test_module_level_and_class_level_primitives_are_replaced_for_the_block() ->
     with controlled([targets]):
         assert type(targets.MODULE_LOCK) is primitives.Lock
         assert type(targets.Holder.class_lock) is primitives.RLock
-        assert targets.time.sleep is primitives.sleep
+        assert targets.time.sleep is clock.sleep
 
     assert targets.MODULE_LOCK is module_lock
     assert targets.Holder.class_lock is class_lock
