@@ -196,9 +196,9 @@ def retained_run_ids(
     walks (containers, callables, and the attributes of objects ``own`` accepts); not modules,
     classes or other objects (the event loop, locks, threads)."""
     holders: dict[str, set[str]] = {}
-    for root, path, _, child in objectgraph.walk(roots, own):
-        if isinstance(child, str) and child in run_ids:
-            holders.setdefault(objectgraph.render(root, path), set()).add(child)
+    for edge in objectgraph.walk(roots, own):
+        if isinstance(edge.child, str) and edge.child in run_ids:
+            holders.setdefault(objectgraph.render(edge.root, edge.path), set()).add(edge.child)
     return holders
 
 

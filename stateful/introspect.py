@@ -91,8 +91,8 @@ class SubscriberMaps:
         for queues in live_queues.values():
             self._looked_for.update((id(q), q) for q in queues)
         walked = objectgraph.walk({"broker": broker}, self._follow, max_depth=MAP_DEPTH)
-        for _, path, step, child in walked:
-            full = (*path, step)
+        for edge in walked:
+            child, full = edge.child, (*edge.path, edge.step)
             if not isinstance(child, dict) or any(s.kind not in _RESOLVABLE for s in full):
                 continue
             for run, queue_ids in new.items():

@@ -110,8 +110,15 @@ class RunBrokerMachine(RuleBasedStateMachine):
                 watchdog_seconds=config.settings.watchdog_seconds,
                 max_steps=config.settings.max_steps,
             )
-        self.broker = self.impl.new()
-        self.broker.bind_loop(self.harness.loop)
+        try:
+            self.broker = self.impl.new()
+            self.broker.bind_loop(self.harness.loop)
+            if isinstance(self.harness, ControlledHarness):
+                self.harness.adopt(self.broker)
+        except BaseException:
+            # No teardown follows a machine that was never built: put the patches back now.
+            self.harness.close()
+            raise
         self._maps = SubscriberMaps(m.__name__ for m in self.impl.modules)
         self._tasks: dict[Subscriber, asyncio.Task[None]] = {}
         # Subscribers that operations may name: not yet unsubscribed or reconnected.

@@ -6,7 +6,8 @@ the maps it keeps its subscribers in (``stateful.introspect``), and the schedule
 locks it holds (``stateful.realprimitives``). They walk the same graph, here.
 
 ``walk(roots, follow)`` visits every object reachable from ``roots``, breadth first, each object
-once, at its shortest path, and yields each edge ``(parent path, step, child)``. It goes into:
+once, at its shortest path, and yields each ``Edge`` (the parent, its path, the step, the
+child). It goes into:
 
 * dicts (keys and values, so dicts of dicts too), lists, tuples, sets, frozensets, deques and
   ``WeakSet`` members;
@@ -33,7 +34,7 @@ import types
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 from weakref import WeakSet
 
 #: The containers whose members are walked.
@@ -65,7 +66,17 @@ class Step:
 
 
 Path = tuple[Step, ...]
-Edge = tuple[str, Path, Step, Any]
+
+
+class Edge(NamedTuple):
+    """One step of the walk: from ``parent``, reached from root ``root`` by ``path``, by
+    ``step`` to ``child``."""
+
+    root: str
+    path: Path
+    parent: Any
+    step: Step
+    child: Any
 
 
 def _short(key: Any) -> str:
@@ -154,8 +165,8 @@ def walk(
     max_depth: int = MAX_DEPTH,
     max_nodes: int = MAX_NODES,
 ) -> Iterator[Edge]:
-    """Every edge ``(root name, path to the parent, step, child)`` of the objects reachable from
-    ``roots``, breadth first, each object entered once; see the module docstring."""
+    """Every ``Edge`` of the objects reachable from ``roots``, breadth first, each object
+    entered once; see the module docstring."""
     seen: set[int] = set()
     pending: deque[tuple[str, Path, Any]] = deque(
         (name, (), value) for name, value in roots.items()
@@ -168,7 +179,7 @@ def walk(
         seen.add(id(value))
         visited += 1
         for step, child in children(value, follow):
-            yield root, path, step, child
+            yield Edge(root, path, value, step, child)
             if id(child) not in seen and expandable(child, follow):
                 pending.append((root, (*path, step), child))
 

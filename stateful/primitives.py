@@ -11,13 +11,17 @@ rebinds, in each module under test:
 * the ``time`` module to a proxy whose ``sleep`` is a switch point that does not sleep;
 * primitive *instances* created at import time, at module level or as class attributes, to
   fresh controlled ones;
+* the ``default_factory`` of a dataclass field that is a real primitive constructor (captured
+  when the class was made, so the constructor patch below never sees it) to the controlled one;
 
 and, in the real ``threading`` and ``_thread`` modules, replaces the primitive constructors with
 factories that build a controlled primitive whenever a frame of a module under test is on the
 calling stack (and the caller is not ``threading`` itself), and a real one otherwise. So a lock is
 controlled however the code under test reaches ``threading``: an ``import threading`` inside a
 function, a helper object in another module built by the broker, a ``queue.Queue`` or a
-``concurrent.futures.Future`` made on the broker's behalf. Every binding is restored afterwards.
+``concurrent.futures.Future`` made on the broker's behalf. Helper modules the code under test
+uses (``stateful.reach``) get the same rebinding of their globals and classes without being
+traced. Every binding is restored afterwards.
 Primitives created at any time during the example (in ``__init__``, lazily per run, ...) are
 therefore controlled.
 
@@ -30,6 +34,7 @@ raises ``RuntimeError`` rather than block, since nothing could ever release it.
 from __future__ import annotations
 
 import _thread
+import dataclasses
 import functools
 import os
 import sys
@@ -392,7 +397,7 @@ _MODULE_PROXIES = {
 }
 
 
-class _Replacements:
+class Replacements:
     """The controlled stand-in of each real primitive instance, made once, so that a Condition
     replaced in one place keeps sharing its lock with that lock replaced in another."""
 
@@ -408,7 +413,7 @@ class _Replacements:
         return made[1]
 
 
-def _controlled_instance(value: object, replacements: _Replacements) -> object | None:
+def _controlled_instance(value: object, replacements: Replacements) -> object | None:
     if isinstance(value, _REAL_RLOCK_TYPE):
         return RLock()
     if isinstance(value, _REAL_LOCK_TYPE):
@@ -417,7 +422,9 @@ def _controlled_instance(value: object, replacements: _Replacements) -> object |
         lock = replacements.of(value._lock)  # type: ignore[attr-defined]
         return Condition(lock if isinstance(lock, Lock) else None)
     if isinstance(value, _REAL_EVENT):
-        return Event()
+        event = Event()
+        event._flag = value.is_set()
+        return event
     if isinstance(value, _REAL_BOUNDED_SEMAPHORE):
         return BoundedSemaphore(getattr(value, "_initial_value", 1))
     if isinstance(value, _REAL_SEMAPHORE):
@@ -425,7 +432,7 @@ def _controlled_instance(value: object, replacements: _Replacements) -> object |
     return None
 
 
-def _replacement(value: object, replacements: _Replacements) -> object | None:
+def _replacement(value: object, replacements: Replacements) -> object | None:
     if isinstance(value, types.ModuleType):
         return _MODULE_PROXIES.get(id(value))
     try:
@@ -475,15 +482,20 @@ def _patch_constructors(files: frozenset[str]) -> list[Callable[[], None]]:
 
 
 @contextmanager
-def controlled(modules: Iterable[types.ModuleType]) -> Iterator[None]:
-    """Install controlled primitives in ``modules`` for the duration of the block."""
+def controlled(
+    modules: Iterable[types.ModuleType], helpers: Iterable[types.ModuleType] = ()
+) -> Iterator[Replacements]:
+    """Install controlled primitives in ``modules`` for the duration of the block. ``helpers``
+    (modules the code under test uses, not traced) get the same rebinding of their globals and
+    classes, but no tracing and no constructor patch. The block gets the ``Replacements`` made,
+    to replace more instances with the same stand-ins."""
     modules = tuple(modules)
     files = frozenset(os.path.normcase(m.__file__) for m in modules if m.__file__)
     undo: list[Callable[[], None]] = []
-    replacements = _Replacements()
+    replacements = Replacements()
     try:
         undo.extend(_patch_constructors(files))
-        for module in modules:
+        for module in (*modules, *helpers):
             namespace = vars(module)
             for name, value in list(namespace.items()):
                 replacement = _replacement(value, replacements)
@@ -492,17 +504,48 @@ def controlled(modules: Iterable[types.ModuleType]) -> Iterator[None]:
                     undo.append(functools.partial(namespace.__setitem__, name, value))
                 elif isinstance(value, type) and value.__module__ == module.__name__:
                     undo.extend(_patch_class(value, replacements))
-        yield
+        yield replacements
     finally:
         for restore in reversed(undo):
             restore()
 
 
-def _patch_class(cls: type, replacements: _Replacements) -> list[Callable[[], None]]:
+def _patch_class(cls: type, replacements: Replacements) -> list[Callable[[], None]]:
     undo: list[Callable[[], None]] = []
     for name, value in list(vars(cls).items()):
         replacement = replacements.of(value)
         if replacement is not None:
             setattr(cls, name, replacement)
             undo.append(functools.partial(setattr, cls, name, value))
+    if dataclasses.is_dataclass(cls):
+        undo.extend(_patch_default_factories(cls))
+    return undo
+
+
+def _patch_default_factories(cls: type) -> list[Callable[[], None]]:
+    """A ``field(default_factory=threading.Lock)`` keeps the real constructor it was given at
+    class creation, in its ``Field`` and in a closure cell of the generated ``__init__``
+    (``_dflt_NAME`` on 3.11, ``__dataclass_dflt_NAME__`` later): both get the controlled one."""
+    undo: list[Callable[[], None]] = []
+    init = vars(cls).get("__init__")
+    cells = (
+        dict(zip(init.__code__.co_freevars, init.__closure__ or (), strict=True))
+        if (isinstance(init, types.FunctionType))
+        else {}
+    )
+    for field in dataclasses.fields(cls):
+        real = field.default_factory
+        try:
+            factory = _FACTORIES.get(real)
+        except TypeError:  # an unhashable factory is no primitive constructor
+            continue
+        if factory is None:
+            continue
+        field.default_factory = factory  # type: ignore[assignment]
+        undo.append(functools.partial(setattr, field, "default_factory", real))
+        for cell_name in (f"_dflt_{field.name}", f"__dataclass_dflt_{field.name}__"):
+            cell = cells.get(cell_name)
+            if cell is not None and cell.cell_contents is real:
+                cell.cell_contents = factory
+                undo.append(functools.partial(setattr, cell, "cell_contents", real))
     return undo

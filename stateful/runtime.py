@@ -181,6 +181,8 @@ class Runtime:
         self._strategy: SchedulingStrategy | None = None
         self._steps = 0
         self._switch_to: int | None = None
+        #: Says, when a thread trips the watchdog, what real primitives it may be blocked on.
+        self.blocked_hint: Callable[[], str] | None = None
 
     # -- controller side -------------------------------------------------------------------
 
@@ -282,12 +284,14 @@ class Runtime:
         frame = sys._current_frames().get(ident) if ident is not None else None
         stack = "".join(traceback.format_stack(frame)) if frame is not None else "(no frame)"
         last = thread.position.describe() if thread.position else "its start"
+        # Asked now, while the thread that holds what it waits for still holds it.
+        hint = self.blocked_hint() if self.blocked_hint is not None else ""
         self._fail(
             WatchdogTimeout(
                 f"thread {thread.name} did not reach its next switch point within "
                 f"{self.watchdog_seconds:g}s; its last switch point was {last}. It is blocked "
                 f"outside the scheduler's control (a real lock, I/O, a sleep in an untraced "
-                f"module). Its stack now:\n{stack}"
+                f"module).{hint} Its stack now:\n{stack}"
             )
         )
 
