@@ -8,9 +8,9 @@ reader until after ``close``. Then it measures what the broker still holds, two 
 
 * **Run ids, by introspection.** Every container reachable from the broker (its attributes,
   those of the objects of its own package that it holds, and the dicts, sets, lists, deques and
-  tuples inside them) and from the globals of its modules is searched for the served runs' ids,
-  as keys or members. No more runs than the retention allows may be found
-  (``check_retained_runs``).
+  tuples inside them, walked by ``stateful.objectgraph``) and from the globals of its modules is
+  searched for the served runs' ids, as keys or members. No more runs than the retention allows
+  may be found (``check_retained_runs``).
 * **Memory, with tracemalloc.** After a batch of runs, each of the next two batches must leave no
   more than ``MAX_GROWTH_PER_RUN`` bytes a run more allocated (``check_memory_growth``; the smaller
   of the two counts): this sees what the broker keeps per run without its id (a list of per-run
@@ -45,17 +45,15 @@ import inspect
 import traceback
 import tracemalloc
 import types
-from collections import deque
-from collections.abc import Callable, Hashable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from stateful import config
+from stateful import config, objectgraph
 from stateful.errors import ScheduleFailure, WatchdogTimeout
 from stateful.history import TERMINAL_TYPES, item_type
 from stateful.impl import BrokerImpl
-from stateful.introspect import attributes
 from stateful.invariants import check_memory_growth, check_retained_runs, violation
 
 #: The retention given to a broker that takes one: small, so that a few batches exceed it.
@@ -69,9 +67,6 @@ WARM_UP_PER_RETAINED_RUN = 4
 #: A correct broker's memory moves by a resized table now and then, not by a record per run.
 MAX_GROWTH_PER_RUN = 32
 COUNT_PARAMETERS = ("retain_closed_runs", "max_closed_runs")
-# A reference path longer than this leads away from the broker's own state.
-_MAX_DEPTH = 8
-_COLLECTIONS = (set, frozenset, list, tuple, deque)
 
 
 class VirtualClock:
@@ -197,42 +192,14 @@ def retained_run_ids(
     roots: dict[str, Any], run_ids: set[str], own: Callable[[Any], bool]
 ) -> dict[str, set[str]]:
     """Each container reachable from ``roots`` that holds some of ``run_ids`` as keys or
-    members, by its path from a root, with the ids it holds. Followed: dict keys and values,
-    the members of sets, lists, tuples and deques, and the attributes of objects ``own``
-    accepts; not modules, classes, functions or other objects (the event loop, locks, threads)."""
+    members, by its path from a root, with the ids it holds. Walked as ``stateful.objectgraph``
+    walks (containers, callables, and the attributes of objects ``own`` accepts); not modules,
+    classes or other objects (the event loop, locks, threads)."""
     holders: dict[str, set[str]] = {}
-    seen: set[int] = set()
-    pending = deque((path, value, 0) for path, value in roots.items())
-    while pending:
-        path, value, depth = pending.popleft()
-        if id(value) in seen or depth > _MAX_DEPTH:
-            continue
-        seen.add(id(value))
-        for child_path, child in _children(path, value, own):
-            if isinstance(child, str):
-                if child in run_ids:
-                    holders.setdefault(path, set()).add(child)
-            elif isinstance(child, (dict, *_COLLECTIONS)) or own(child):
-                pending.append((child_path, child, depth + 1))
+    for edge in objectgraph.walk(roots, own):
+        if isinstance(edge.child, str) and edge.child in run_ids:
+            holders.setdefault(objectgraph.render(edge.root, edge.path), set()).add(edge.child)
     return holders
-
-
-def _children(path: str, value: Any, own: Callable[[Any], bool]) -> Iterator[tuple[str, Any]]:
-    if isinstance(value, dict):
-        for key, member in list(value.items()):
-            yield path, key
-            yield f"{path}[{_short(key)}]", member
-    elif isinstance(value, _COLLECTIONS):
-        for member in list(value):
-            yield f"{path}[…]", member
-    elif own(value):
-        for name, member in attributes(value).items():
-            yield f"{path}.{name}", member
-
-
-def _short(key: Any) -> str:
-    text = repr(key)
-    return text if len(text) <= 30 else text[:27] + "..."
 
 
 class _Churn:

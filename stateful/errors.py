@@ -39,6 +39,13 @@ class WatchdogTimeout(ScheduleFailure):
     invariant = "watchdog"
 
 
+class UncontrolledPrimitive(ScheduleFailure):
+    """The broker holds a real ``threading`` primitive the scheduler could not replace: a thread
+    blocked on it would block for real, out of the scheduler's sight."""
+
+    invariant = "uncontrolled-primitive"
+
+
 class Livelock(ScheduleFailure):
     """The threads kept running past the step budget without settling."""
 

@@ -4,8 +4,10 @@ Two harnesses give the machine the same small interface:
 
 ``ControlledHarness``
     the deterministic mode: real threads run one at a time under ``stateful.runtime``, the loop
-    is a ``ControlledLoop``, and the modules under test get controlled primitives. ``settle``
-    runs every pending operation interleaved as a strategy chooses, until nothing can run.
+    is a ``ControlledLoop``, and the modules under test get controlled primitives, and so do
+    the helper modules they use and the broker once it is built (``adopt``, ``stateful.reach``).
+    ``settle`` runs every pending operation interleaved as a strategy chooses, until nothing
+    can run.
 ``FreeHarness``
     the stress mode: the same threads run free, with a tiny ``sys.setswitchinterval``, for races
     the controlled mode cannot see (inside C code, or in modules that are not traced). Not
@@ -25,9 +27,11 @@ from collections.abc import Callable
 from contextlib import ExitStack
 from typing import Protocol
 
+from stateful.errors import UncontrolledPrimitive
 from stateful.impl import BrokerImpl
 from stateful.loop import ControlledLoop
 from stateful.primitives import controlled
+from stateful.reach import adopt, describe_all, helper_modules, uncontrolled
 from stateful.runtime import Crash, Runtime
 from stateful.strategy import RunToCompletion, SchedulingStrategy
 from stateful.trace import Trace
@@ -62,7 +66,10 @@ class ControlledHarness:
         max_steps: int,
     ) -> None:
         self._exit = ExitStack()
-        self._exit.enter_context(controlled(impl.modules))
+        self._impl = impl
+        self._replacements = self._exit.enter_context(
+            controlled(impl.modules, helper_modules(impl.modules))
+        )
         self.runtime = Runtime(impl.files, watchdog_seconds=watchdog_seconds, max_steps=max_steps)
         self._exit.callback(self.runtime.shutdown)
         self.loop = ControlledLoop(self.runtime)
@@ -75,6 +82,32 @@ class ControlledHarness:
 
     def tick(self) -> int:
         return self.runtime.tick()
+
+    def adopt(self, broker: object) -> None:
+        """Replace the real primitives the new ``broker`` holds; raise ``UncontrolledPrimitive``
+        naming those that cannot be, before any schedule runs. A watchdog failure later names
+        the real ones it holds then (``stateful.reach``)."""
+        for restore in adopt(broker, self._replacements):
+            self._exit.callback(restore)
+        traced = [module.__name__ for module in self._impl.modules]
+        reals = uncontrolled(broker, traced)
+        if reals:
+            raise UncontrolledPrimitive(
+                f"the broker {self._impl.spec} holds real threading primitives the scheduler "
+                f"cannot replace; a thread blocked on one would block for real, unseen:\n"
+                f"{describe_all(reals)}"
+            )
+
+        def hint() -> str:
+            found = uncontrolled(broker, traced)
+            if not found:
+                return ""
+            return (
+                " Real primitives the broker holds (held ones first), which the scheduler "
+                f"cannot see:\n{describe_all(found)}\n"
+            )
+
+        self.runtime.blocked_hint = hint
 
     def on_producer(self, index: int, op: Op, label: str) -> None:
         self._producers[index].submit(op, label)

@@ -33,7 +33,7 @@ from stateful import config
 from stateful.harness import ControlledHarness, FreeHarness, Harness
 from stateful.history import CloseRecord, EmitRecord, History, Subscriber, describe_item, item_type
 from stateful.impl import BrokerImpl
-from stateful.introspect import SubscriberMaps
+from stateful.introspect import DISCOVERIES, SubscriberMaps, no_map_note
 from stateful.invariants import check_crashes, check_safety, check_settled, describe_all
 from stateful.operations import (
     PRODUCERS,
@@ -110,8 +110,15 @@ class RunBrokerMachine(RuleBasedStateMachine):
                 watchdog_seconds=config.settings.watchdog_seconds,
                 max_steps=config.settings.max_steps,
             )
-        self.broker = self.impl.new()
-        self.broker.bind_loop(self.harness.loop)
+        try:
+            self.broker = self.impl.new()
+            self.broker.bind_loop(self.harness.loop)
+            if isinstance(self.harness, ControlledHarness):
+                self.harness.adopt(self.broker)
+        except BaseException:
+            # No teardown follows a machine that was never built: put the patches back now.
+            self.harness.close()
+            raise
         self._maps = SubscriberMaps(m.__name__ for m in self.impl.modules)
         self._tasks: dict[Subscriber, asyncio.Task[None]] = {}
         # Subscribers that operations may name: not yet unsubscribed or reconnected.
@@ -204,7 +211,10 @@ class RunBrokerMachine(RuleBasedStateMachine):
                 self.history,
                 n_subscribers=self.broker.n_subscribers,
                 is_done=self.broker.is_done,
-                leftover_entries=lambda run: self._maps.leftovers(self.broker, run),
+                # With no map found, cleanup rests on n_subscribers alone, and the report says so.
+                leftover_entries=None
+                if self._maps.found_none
+                else lambda run: self._maps.leftovers(self.broker, run),
                 # Asking about a run nobody has used yet could create state in a broker that
                 # makes it lazily (a per-run lock, say), and races on a fresh run, where such
                 # state is made, would never be run.
@@ -217,6 +227,7 @@ class RunBrokerMachine(RuleBasedStateMachine):
             if not self._failed:
                 self._final_checks()
         finally:
+            DISCOVERIES.record(self.impl.spec, self._maps)
             self.harness.close()
 
     @_reported
@@ -389,6 +400,8 @@ class RunBrokerMachine(RuleBasedStateMachine):
     def report(self) -> str:
         """The failure report: the interleaving timeline and what each subscriber received."""
         parts = [f"Implementation under test: {self.impl.spec}"]
+        if self._maps.found_none:
+            parts.append(no_map_note(self.impl.spec))
         if isinstance(self.harness, ControlledHarness):
             names = [t.name for t in self.harness.runtime.threads]
             parts.append("Interleaving, one column per thread (oldest first):")

@@ -22,7 +22,8 @@ implementation, options and generation: the profile alone for a derandomized pro
 seed (with the ``repro`` profile in place of ``dev``: same sizes, verbose, no database). A
 failure that ``dev`` replayed from the local example database was found under an earlier seed;
 the ``@reproduce_failure`` blob Hypothesis prints beside it reproduces any failure exactly.
-The free-running stress test gets the same line, labelled as not deterministic.
+The free-running stress test gets the same line, labelled as not deterministic. A broker in
+which the cleanup check found no subscriber map is named once, at the end of the run.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from hypothesis import settings as hypothesis_settings
 from stateful import config as suite_config
 from stateful.config import DEFAULT_MAX_RETAINED_RUNS
 from stateful.impl import configured_spec
+from stateful.introspect import DISCOVERIES, no_map_note
 from stateful.runtime import DEFAULT_WATCHDOG_SECONDS
 
 _failed: list[tuple[str, bool]] = []
@@ -158,6 +160,8 @@ def repro_command(nodeid: str, config: pytest.Config) -> str:
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    for spec in DISCOVERIES.unmapped():
+        terminalreporter.write_line(f"stateful: {no_map_note(spec)}")
     for nodeid, free_running in _failed:
         # Free-running threads are not scheduled by the suite: the same seed draws the same
         # steps, but the interleaving is up to the OS, so the line may need several runs.

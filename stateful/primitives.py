@@ -10,6 +10,8 @@ rebinds, in each module under test:
   ``from time import sleep, monotonic, ...`` to the controlled versions;
 * primitive *instances* created at import time, at module level or as class attributes, to
   fresh controlled ones;
+* the ``default_factory`` of a dataclass field that is a real primitive constructor (captured
+  when the class was made, so the constructor patch below never sees it) to the controlled one;
 
 and, in the real ``threading``, ``_thread`` and ``queue`` modules, replaces the primitive
 constructors (``queue.SimpleQueue`` among them, a C type that would block invisibly) with
@@ -18,11 +20,13 @@ calling stack (and the caller is not ``threading`` itself), and a real one other
 controlled however the code under test reaches ``threading``: an ``import threading`` inside a
 function, a helper object in another module built by the broker, a ``queue.Queue``,
 ``LifoQueue`` or ``PriorityQueue`` (built on ``threading.Condition``), a ``ThreadPoolExecutor``
-or a ``concurrent.futures.Future`` made on the broker's behalf. Primitives created at any time
-during the example (in ``__init__``, lazily per run, ...) are therefore controlled. The same
-block installs the virtual clock (``stateful.clock``: ``time.sleep``, ``time.monotonic`` and the
-other clocks, in managed threads) and makes the threads the code under test starts managed
-threads (``stateful.threads``). Every binding is restored afterwards.
+or a ``concurrent.futures.Future`` made on the broker's behalf. Helper modules the code under test
+uses (``stateful.reach``) get the same rebinding of their globals and classes without being
+traced. Primitives created at any time during the example (in ``__init__``, lazily per run, ...)
+are therefore controlled. The same block installs the virtual clock (``stateful.clock``:
+``time.sleep``, ``time.monotonic`` and the other clocks, in managed threads) and makes the
+threads the code under test starts managed threads (``stateful.threads``). Every binding is
+restored afterwards.
 
 A controlled primitive used from a managed thread never blocks for real: a thread that would
 block parks at a switch point, and the runtime runs another. Used from any other thread (the
@@ -33,6 +37,7 @@ raises ``RuntimeError`` rather than block, since nothing could ever release it.
 from __future__ import annotations
 
 import _thread
+import dataclasses
 import functools
 import os
 import queue
@@ -438,7 +443,7 @@ _THREAD_PROXY = _proxy(_thread, {"allocate_lock": Lock, "allocate": Lock})
 _MODULE_PROXIES = {id(threading): _THREADING_PROXY, id(_thread): _THREAD_PROXY}
 
 
-class _Replacements:
+class Replacements:
     """The controlled stand-in of each real primitive instance, made once, so that a Condition
     replaced in one place keeps sharing its lock with that lock replaced in another."""
 
@@ -454,7 +459,7 @@ class _Replacements:
         return made[1]
 
 
-def _controlled_instance(value: object, replacements: _Replacements) -> object | None:
+def _controlled_instance(value: object, replacements: Replacements) -> object | None:
     if isinstance(value, _REAL_RLOCK_TYPE):
         return RLock()
     if isinstance(value, _REAL_LOCK_TYPE):
@@ -463,7 +468,9 @@ def _controlled_instance(value: object, replacements: _Replacements) -> object |
         lock = replacements.of(value._lock)  # type: ignore[attr-defined]
         return Condition(lock if isinstance(lock, Lock) else None)
     if isinstance(value, _REAL_EVENT):
-        return Event()
+        event = Event()
+        event._flag = value.is_set()
+        return event
     if isinstance(value, _REAL_BOUNDED_SEMAPHORE):
         return BoundedSemaphore(getattr(value, "_initial_value", 1))
     if isinstance(value, _REAL_SEMAPHORE):
@@ -480,7 +487,7 @@ def _controlled_instance(value: object, replacements: _Replacements) -> object |
     return None
 
 
-def _replacement(value: object, replacements: _Replacements) -> object | None:
+def _replacement(value: object, replacements: Replacements) -> object | None:
     if isinstance(value, types.ModuleType):
         return _MODULE_PROXIES.get(id(value))
     try:
@@ -531,17 +538,22 @@ def _patch_constructors(files: frozenset[str]) -> list[Callable[[], None]]:
 
 
 @contextmanager
-def controlled(modules: Iterable[types.ModuleType]) -> Iterator[None]:
-    """Install controlled primitives in ``modules`` for the duration of the block."""
+def controlled(
+    modules: Iterable[types.ModuleType], helpers: Iterable[types.ModuleType] = ()
+) -> Iterator[Replacements]:
+    """Install controlled primitives in ``modules`` for the duration of the block. ``helpers``
+    (modules the code under test uses, not traced) get the same rebinding of their globals and
+    classes, but no tracing and no constructor patch. The block gets the ``Replacements`` made,
+    to replace more instances with the same stand-ins."""
     modules = tuple(modules)
     files = frozenset(os.path.normcase(m.__file__) for m in modules if m.__file__)
     undo: list[Callable[[], None]] = []
-    replacements = _Replacements()
+    replacements = Replacements()
     try:
         undo.extend(_patch_constructors(files))
         undo.extend(clock.patch())
         undo.extend(threads.patch(files, Event, Lock))
-        for module in modules:
+        for module in (*modules, *helpers):
             namespace = vars(module)
             for name, value in list(namespace.items()):
                 replacement = _replacement(value, replacements)
@@ -550,17 +562,48 @@ def controlled(modules: Iterable[types.ModuleType]) -> Iterator[None]:
                     undo.append(functools.partial(namespace.__setitem__, name, value))
                 elif isinstance(value, type) and value.__module__ == module.__name__:
                     undo.extend(_patch_class(value, replacements))
-        yield
+        yield replacements
     finally:
         for restore in reversed(undo):
             restore()
 
 
-def _patch_class(cls: type, replacements: _Replacements) -> list[Callable[[], None]]:
+def _patch_class(cls: type, replacements: Replacements) -> list[Callable[[], None]]:
     undo: list[Callable[[], None]] = []
     for name, value in list(vars(cls).items()):
         replacement = replacements.of(value)
         if replacement is not None:
             setattr(cls, name, replacement)
             undo.append(functools.partial(setattr, cls, name, value))
+    if dataclasses.is_dataclass(cls):
+        undo.extend(_patch_default_factories(cls))
+    return undo
+
+
+def _patch_default_factories(cls: type) -> list[Callable[[], None]]:
+    """A ``field(default_factory=threading.Lock)`` keeps the real constructor it was given at
+    class creation, in its ``Field`` and in a closure cell of the generated ``__init__``
+    (``_dflt_NAME`` on 3.11, ``__dataclass_dflt_NAME__`` later): both get the controlled one."""
+    undo: list[Callable[[], None]] = []
+    init = vars(cls).get("__init__")
+    cells = (
+        dict(zip(init.__code__.co_freevars, init.__closure__ or (), strict=True))
+        if (isinstance(init, types.FunctionType))
+        else {}
+    )
+    for field in dataclasses.fields(cls):
+        real = field.default_factory
+        try:
+            factory = _FACTORIES.get(real)
+        except TypeError:  # an unhashable factory is no primitive constructor
+            continue
+        if factory is None:
+            continue
+        field.default_factory = factory  # type: ignore[assignment]
+        undo.append(functools.partial(setattr, field, "default_factory", real))
+        for cell_name in (f"_dflt_{field.name}", f"__dataclass_dflt_{field.name}__"):
+            cell = cells.get(cell_name)
+            if cell is not None and cell.cell_contents is real:
+                cell.cell_contents = factory
+                undo.append(functools.partial(setattr, cell, "cell_contents", real))
     return undo

@@ -209,6 +209,8 @@ class Runtime:
         self._controller_ident = _thread.get_ident()
         self._adopted = 0
         _controllers[self._controller_ident] = self
+        #: Says, when a thread trips the watchdog, what real primitives it may be blocked on.
+        self.blocked_hint: Callable[[], str] | None = None
 
     # -- controller side -------------------------------------------------------------------
 
@@ -338,12 +340,14 @@ class Runtime:
         frame = sys._current_frames().get(ident) if ident is not None else None
         stack = "".join(traceback.format_stack(frame)) if frame is not None else "(no frame)"
         last = thread.position.describe() if thread.position else "its start"
+        # Asked now, while the thread that holds what it waits for still holds it.
+        hint = self.blocked_hint() if self.blocked_hint is not None else ""
         self._fail(
             WatchdogTimeout(
                 f"thread {thread.name} did not reach its next switch point within "
                 f"{self.watchdog_seconds:g}s; its last switch point was {last}. It is blocked "
                 f"outside the scheduler's control (a real lock, I/O, a sleep in an untraced "
-                f"module). Its stack now:\n{stack}"
+                f"module).{hint} Its stack now:\n{stack}"
             )
         )
 
