@@ -9,7 +9,8 @@ per delivery, so the loop's callbacks run in the lock's order) with one more pro
   (a timer's beat, counted in events so that it is deterministic) and before ``done``.
   ``is_keep_alive`` is its predicate
   (``--broker-items=tests.conformance_targets:is_keep_alive``). ``TrailingKeepAliveBroker``
-  writes the last keep-alive after ``done``.
+  writes the last keep-alive after ``done``; ``WrappedDoneBroker`` ends a stream with ``done`` as
+  an SSE data line, not the marker.
 - ``HistoryBroker`` gives every new subscriber the run's events so far, in emit order, before
   the live ones, also after ``close`` (``--broker-history=all``). ``HistoryFromSecondBroker``
   leaves the run's first event out of that history.
@@ -31,6 +32,7 @@ from tests.mutants.correct_global_lock import Event, GlobalLockBroker
 GREETING = ": connected"
 KEEP_ALIVE = ": keep-alive"
 DONE: Event = {"type": "done"}
+WRAPPED_DONE = 'data: {"type": "done"}'
 
 #: Not a predicate: ``--broker-items`` naming it is a usage error.
 NOT_A_PREDICATE = KEEP_ALIVE
@@ -95,6 +97,14 @@ class TrailingKeepAliveBroker(KeepAliveBroker):
     def _finish(self, queue: asyncio.Queue[Any]) -> None:
         self._post(queue.put_nowait, DONE)
         self._post(queue.put_nowait, KEEP_ALIVE)
+
+
+class WrappedDoneBroker(KeepAliveBroker):
+    """Sends done as the SSE line that carries it, not as the marker."""
+
+    def _finish(self, queue: asyncio.Queue[Any]) -> None:
+        self._post(queue.put_nowait, KEEP_ALIVE)
+        self._post(queue.put_nowait, WRAPPED_DONE)
 
 
 class HistoryBroker(GlobalLockBroker):

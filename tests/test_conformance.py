@@ -103,6 +103,15 @@ def test_the_predicate_is_not_asked_about_events_and_markers() -> None:
         replay_steps(history_steps, HISTORY_FROM_SECOND, everything)
 
 
+def test_a_wrapped_done_is_not_done() -> None:
+    wrapped = f"{TARGETS}:WrappedDoneBroker"
+    with pytest.raises(ScheduleFailure, match=r"""^\[order\] .*'data: \{"type": "done"\}'"""):
+        replay_steps(noise_steps, wrapped, NOISE)
+    everything = Conformance(items=f"{TARGETS}:is_anything")
+    with pytest.raises(ScheduleFailure, match=r"^\[no-hang-after-done\] .* s1 never got done"):
+        replay_steps(noise_steps, wrapped, everything)
+
+
 def test_history_is_nothing_after_done_unless_declared() -> None:
     with pytest.raises(
         ScheduleFailure, match=r"^\[nothing-after-done\] s2 subscribed at t\d+, after close"
