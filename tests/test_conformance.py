@@ -248,6 +248,16 @@ def test_bad_declarations_are_usage_errors(option: str, message: str) -> None:
     assert re.search(message, result.stderr), result.stderr
 
 
+def test_bad_declarations_stop_the_kill_matrix_command(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        main(["--verdict", "--broker-items=no_such_module:is_noise", KEEP_ALIVE])
+    assert stopped.value.code == 2
+    assert "--broker-items: No module named 'no_such_module'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--verdict", "--broker-history=some", KEEP_ALIVE])
+    assert "--broker-history: invalid choice: 'some'" in capsys.readouterr().err
+
+
 def test_the_header_and_the_repro_line_carry_the_declaration() -> None:
     # The bounded-state check fails at once for a broker that keeps more closed runs than it
     # may (as in tests/test_plugin.py), and its failure gets a REPRO line as any stateful test's.
