@@ -1,16 +1,17 @@
 """The suite's run-time configuration, set by the pytest plugin from the command line.
 
 ``settings`` holds what the command line chose (the implementation, extra traced modules, the
-watchdog, the step budget, and how many closed runs a broker without a retention parameter may
-keep); ``load_impl`` turns an implementation spec into a loaded ``BrokerImpl``, once per
-spec.
+watchdog, the step budget, how many closed runs a broker without a retention parameter may
+keep, and the broker's declared conformance profile, ``stateful.conformance``); ``load_impl``
+turns an implementation spec into a loaded ``BrokerImpl``, once per spec.
 """
 
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from stateful.conformance import Conformance
 from stateful.impl import BrokerImpl, configured_spec, load
 from stateful.runtime import DEFAULT_MAX_STEPS, DEFAULT_WATCHDOG_SECONDS
 
@@ -26,6 +27,7 @@ class Settings:
     watchdog_seconds: float = DEFAULT_WATCHDOG_SECONDS
     max_steps: int = DEFAULT_MAX_STEPS
     max_retained_runs: int = DEFAULT_MAX_RETAINED_RUNS
+    conformance: Conformance = field(default_factory=Conformance)
 
 
 settings = Settings()

@@ -3,6 +3,11 @@
 Timestamps are the runtime's logical ticks (``Runtime.tick``): since one thread runs at a time
 they totally order everything the threads did, so "emit began after subscribe returned" is a
 plain comparison. The invariants (``stateful.invariants``) are pure functions of this record.
+
+A subscriber's ``received`` is everything its queue gave it, in order; an item the broker's
+declared contract calls noise (``stateful.conformance``) is recorded there as ``Noise``, so that
+it shows in reports and counts as an item after ``done``, while ``items``, the stream the event
+invariants check, leaves it out.
 """
 
 from __future__ import annotations
@@ -16,6 +21,14 @@ EventKey = tuple[int, int]
 """An emitted event's identity: (producer index, that producer's sequence number)."""
 
 TERMINAL_TYPES = frozenset({"done", "overflow"})
+MARKER_TYPES = TERMINAL_TYPES | {"gap"}
+
+
+@dataclass(frozen=True)
+class Noise:
+    """An item the broker's declared contract lets it send besides events and markers."""
+
+    item: Any
 
 
 def event_key(item: Any) -> EventKey | None:
@@ -31,7 +44,14 @@ def item_type(item: Any) -> str | None:
     return item.get("type") if isinstance(item, dict) else None
 
 
+def is_event_or_marker(item: Any) -> bool:
+    """Whether ``item`` is an event the suite emitted or a marker: never noise."""
+    return event_key(item) is not None or item_type(item) in MARKER_TYPES
+
+
 def describe_item(item: Any) -> str:
+    if isinstance(item, Noise):
+        return f"noise {item.item!r}"
     key = event_key(item)
     if key is not None:
         suffix = f" id={item['id']}" if "id" in item else ""
@@ -90,8 +110,14 @@ class Subscriber:
         return self.name
 
     @property
-    def items(self) -> list[Any]:
+    def stream(self) -> list[Any]:
+        """Every item received, noise included."""
         return [item for _, item in self.received]
+
+    @property
+    def items(self) -> list[Any]:
+        """The items received that the invariants check: noise left out."""
+        return [item for _, item in self.received if not isinstance(item, Noise)]
 
     @property
     def terminal(self) -> Any | None:
@@ -115,7 +141,7 @@ class Subscriber:
         if self.stalled:
             state.append("stalled")
         status = f" ({', '.join(state)})" if state else ""
-        got = ", ".join(describe_item(item) for item in self.items) or "nothing"
+        got = ", ".join(describe_item(item) for item in self.stream) or "nothing"
         return (
             f"{self.name} on {self.run}{origin}, subscribed at t{self.subscribed}{status}: "
             f"received [{got}]"
@@ -123,9 +149,12 @@ class Subscriber:
 
 
 class History:
-    """Everything the machine did to the broker, and everything it observed."""
+    """Everything the machine did to the broker, and everything it observed. With
+    ``replays_history``, the broker has declared that a new subscriber first gets every event
+    of the run so far (``stateful.conformance``)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, replays_history: bool = False) -> None:
+        self.replays_history = replays_history
         self.emits: dict[EventKey, EmitRecord] = {}
         self.closes: list[CloseRecord] = []
         self.subscribers: list[Subscriber] = []

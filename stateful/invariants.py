@@ -14,13 +14,16 @@ message names the run, the subscriber and the events involved:
 ``done-exactly-once-last``
     done is delivered at most once, only after close began, and is the last item.
 ``nothing-after-done``
-    nothing follows a terminal item, no event emitted after close returned is delivered, and a
-    subscriber that arrives after close (without replay) gets done and nothing else.
+    nothing follows a terminal item (noise included), no event emitted after close returned is
+    delivered, and a subscriber that arrives after close (without replay) gets done and nothing
+    else, or, from a broker that declares history, the run's events and then done.
 ``no-lost-events``
     an event whose emit began after a subscriber's subscribe returned, and returned before close
-    began, reaches that subscriber unless it unsubscribed (checked once the threads settle); and
-    at any time, the ids a subscriber received run on without a hole (a hole that an event
-    received later fills is an ``order`` violation: nothing was lost).
+    began, reaches that subscriber unless it unsubscribed (checked once the threads settle); from
+    a broker that declares history, every event of the run that returned before close began
+    does, whenever the subscriber arrived; and at any time, the ids a subscriber received run on
+    without a hole (a hole that an event received later fills is an ``order`` violation: nothing
+    was lost).
 ``no-hang-after-done``
     once close has returned and the threads settle, every live subscriber has its done.
 ``subscriber-map-cleanup``
@@ -43,6 +46,10 @@ message names the run, the subscriber and the events involved:
 
 Liveness checks (``no-lost-events``, ``no-hang-after-done``, cleanup, replay holes) only hold once
 the threads have settled, so they live in ``check_settled``; ``check_safety`` holds at any time.
+
+Items the broker's declared contract calls noise (``stateful.conformance``) are left out of every
+check but the first of ``nothing-after-done`` (and of ``overflow-marker``): nothing, noise
+included, may follow a terminal item.
 """
 
 from __future__ import annotations
@@ -118,13 +125,14 @@ def _received(sub: Subscriber) -> str:
 
 
 def _check_terminal_last(history: History, sub: Subscriber) -> None:
-    items = sub.items
-    kinds = [item_type(item) for item in items]
+    # Noise too: what may come at any point before done may not come after it.
+    stream = sub.stream
+    kinds = [item_type(item) for item in stream]
     if kinds.count("done") > 1:
         raise violation("done-exactly-once-last", f"{sub.name} got done twice. {_received(sub)}")
     for index, kind in enumerate(kinds):
-        if kind in ("done", "overflow") and index < len(items) - 1:
-            after = describe_item(items[index + 1])
+        if kind in ("done", "overflow") and index < len(stream) - 1:
+            after = describe_item(stream[index + 1])
             name = "nothing-after-done" if kind == "done" else "overflow-marker"
             raise violation(name, f"{sub.name} got {after} after {kind}. {_received(sub)}")
     for tick, item in sub.received:
@@ -206,6 +214,7 @@ def _check_events(history: History, sub: Subscriber) -> None:
     close_done = history.close_returned(sub.run)
     if (
         sub.last_event_id is None
+        and not history.replays_history
         and close_done is not None
         and sub.began is not None
         and sub.began > close_done
@@ -360,15 +369,21 @@ def _check_no_hang(history: History, sub: Subscriber) -> None:
     )
 
 
+def _gets_history(history: History, sub: Subscriber) -> bool:
+    """Whether ``sub`` is promised the run's events from its first, not from its subscribe."""
+    return history.replays_history and sub.last_event_id is None
+
+
 def _required(history: History, sub: Subscriber) -> list[EmitRecord]:
     """The events the no-loss contract promises ``sub``."""
     if sub.subscribed is None:
         return []
     close = history.first_close(sub.run)
+    from_start = _gets_history(history, sub)
     return [
         e
         for e in history.emits_of(sub.run)
-        if e.began > sub.subscribed
+        if (from_start or e.began > sub.subscribed)
         and e.returned is not None
         and (close is None or e.returned < close.began)
     ]
@@ -398,10 +413,15 @@ def _check_no_loss(history: History, sub: Subscriber, ids: dict[EventKey, int]) 
                 f"{sub.name} was cut off but silently lost {emit} (emitted t{emit.began}-"
                 f"t{emit.returned}) before {later}, which it did receive. {_received(sub)}",
             )
+        before = (
+            ", in the run's history, which a new subscriber gets first"
+            if sub.began is not None and emit.returned is not None and emit.returned < sub.began
+            else ""
+        )
         raise violation(
             "no-lost-events",
             f"{sub.name} on {sub.run} subscribed at t{sub.subscribed} and never got {emit}, "
-            f"emitted t{emit.began}-t{emit.returned} before close. {_received(sub)}",
+            f"emitted t{emit.began}-t{emit.returned} before close{before}. {_received(sub)}",
         )
 
 

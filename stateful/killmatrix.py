@@ -10,11 +10,14 @@ whether the two outcomes are what a registry entry expects: a correct broker pas
 mutant fails at least one, each with an invariant the entry names. ``python -m
 stateful.killmatrix`` prints that as a table for every broker in a registry module (default
 ``tests.mutants``, whose ``zoo()`` lists entries with ``impl``, ``correct``, ``invariant``,
-``also`` and ``trace_modules``), under a Hypothesis profile, with the free-running stress mode
-side by side, and exits with status 1 when an entry's controlled verdicts are not the expected
-ones::
+``also``, ``trace_modules`` and, optionally, ``conformance``), under a Hypothesis profile, with
+the free-running stress mode side by side, and exits with status 1 when an entry's controlled
+verdicts are not the expected ones::
 
     python -m stateful.killmatrix --profile ci
+
+``--broker-items`` and ``--broker-history`` declare the contract the brokers are judged by
+(``stateful.conformance``); without them, each registry entry's own ``conformance`` is used.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from hypothesis import settings as Settings
 from hypothesis.errors import Flaky
 
 from stateful.boundedstate import check_bounded_state
+from stateful.conformance import HISTORY_CHOICES, Conformance
 from stateful.errors import ScheduleFailure
 from stateful.machine import RunBrokerMachine, machine_for
 from stateful.runner import run_machine
@@ -127,17 +131,20 @@ def measure(
     shrink: bool = True,
     trace_modules: tuple[str, ...] = (),
     seed: int | None = None,
+    conformance: Conformance | None = None,
 ) -> Outcome:
     """Run the suite against ``spec`` under ``settings`` (and Hypothesis ``seed``, unless
-    derandomized), tracing ``trace_modules`` besides the module defining the class; never
-    raises for a failure."""
+    derandomized), tracing ``trace_modules`` besides the module defining the class, judging it
+    by ``conformance`` (None: the configured one); never raises for a failure."""
     phases = [phase for phase in settings.phases if shrink or phase is not Phase.shrink]
     settings = Settings(settings, phases=phases, report_multiple_bugs=False, database=None)
     probe = _Probe()
     invariant: str | None = None
     message = ""
     try:
-        machine = machine_for(spec, free_running=free_running, trace_modules=trace_modules)
+        machine = machine_for(
+            spec, free_running=free_running, trace_modules=trace_modules, conformance=conformance
+        )
         run_machine(_probed(machine, probe), settings=settings, seed=seed)
     except ScheduleFailure as failure:
         invariant, message = failure.invariant, str(failure)
@@ -160,17 +167,20 @@ def measure(
     )
 
 
-def measure_small_scope(spec: str, trace_modules: tuple[str, ...] = ()) -> Outcome:
+def measure_small_scope(
+    spec: str, trace_modules: tuple[str, ...] = (), conformance: Conformance | None = None
+) -> Outcome:
     """Run the bounded-state check against ``spec``, then the small-scope races under every
-    schedule in their bound; never raises for a failure. They draw nothing from Hypothesis, so
-    any process will do."""
+    schedule in their bound, judged by ``conformance`` (the bounded-state check judges no
+    delivered item, so it needs none); never raises for a failure. They draw nothing from
+    Hypothesis, so any process will do."""
     start = time.perf_counter()
     schedules = 0
     invariant: str | None = None
     message = ""
     try:
         check_bounded_state(spec, trace_modules)
-        schedules = explore_all(spec, trace_modules)
+        schedules = explore_all(spec, trace_modules, conformance)
     except ScheduleFailure as failure:
         invariant = failure.invariant
         message = "\n".join((str(failure), *getattr(failure, "__notes__", ())))
@@ -199,18 +209,21 @@ def measure_in_new_process(
     small_scope: bool = False,
     cwd: Path | None = None,
     timeout: float | None = None,
+    conformance: Conformance | None = None,
 ) -> Outcome:
     """``measure`` without shrinking, under a Hypothesis profile (and ``seed``), in a fresh
     interpreter (``--verdict``). Hypothesis seeds part of its generation with constants of the
     project's modules loaded in the process, so measured in a process that imported other
     brokers first, the same seed would give another verdict. With ``small_scope``, it is
     ``measure_small_scope`` that runs there (``--verdict --small-scope``), so that the two parts
-    can run side by side."""
+    can run side by side. ``conformance`` goes there as the options that declare it."""
     command = [sys.executable, "-m", "stateful.killmatrix", "--profile", profile, "--verdict"]
     if seed is not None:
         command += ["--seed", str(seed)]
     if small_scope:
         command.append("--small-scope")
+    if conformance is not None:
+        command += conformance.options()
     done = subprocess.run(
         [*command, spec], cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False
     )
@@ -264,6 +277,15 @@ def _expected(entry: Any) -> str:
     return "pass" if entry.correct else " / ".join((entry.invariant, *entry.also))
 
 
+def _contract(entry: Any, declared: Conformance) -> Conformance:
+    """The contract a broker is judged by: the one the command line declares, else its
+    registry entry's (an entry need not have one)."""
+    if declared != Conformance() or entry is None:
+        return declared
+    own: Conformance = getattr(entry, "conformance", declared)
+    return own
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="ci", help="Hypothesis profile (default: ci)")
@@ -282,8 +304,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="with --verdict: the small-scope checks' outcome, not the state machine's",
     )
+    parser.add_argument(
+        "--broker-items",
+        metavar="module:function",
+        help="the predicate that says which extra items the brokers may send",
+    )
+    parser.add_argument(
+        "--broker-history",
+        choices=HISTORY_CHOICES,
+        default=HISTORY_CHOICES[0],
+        help="whether a new subscriber first gets the run's history (default: none)",
+    )
     parser.add_argument("specs", nargs="*", help="module:Class to measure (default: the registry)")
     args = parser.parse_args(argv)
+    declared = Conformance(args.broker_items, args.broker_history)
+    try:
+        declared.noise_predicate()
+    except (ImportError, ValueError) as error:
+        parser.error(f"--broker-items: {error}")
     importlib.import_module("conftest")  # registers the project's Hypothesis profiles
     settings = Settings.get_profile(args.profile)
     if args.seed is not None:
@@ -299,23 +337,38 @@ def main(argv: Sequence[str] | None = None) -> int:
     for spec in args.specs or list(entries):
         entry = entries.get(spec)
         traced = entry.trace_modules if entry is not None else ()
+        contract = _contract(entry, declared)
         if args.verdict:
             outcome = (
-                measure_small_scope(spec, traced)
+                measure_small_scope(spec, traced, contract)
                 if args.small_scope
-                else measure(spec, settings, shrink=False, trace_modules=traced, seed=args.seed)
+                else measure(
+                    spec,
+                    settings,
+                    shrink=False,
+                    trace_modules=traced,
+                    seed=args.seed,
+                    conformance=contract,
+                )
             )
             print(json.dumps(dataclasses.asdict(outcome)))
             continue
-        controlled = measure(spec, settings, trace_modules=traced)
-        small_scope = measure_small_scope(spec, traced)
+        controlled = measure(spec, settings, trace_modules=traced, conformance=contract)
+        small_scope = measure_small_scope(spec, traced, contract)
         problem = unexpected(entry, controlled, small_scope) if entry is not None else None
         if problem is not None:
             problems.append(f"{spec}: {problem}")
         free = (
             None
             if args.no_stress
-            else measure(spec, settings, free_running=True, shrink=False, trace_modules=traced)
+            else measure(
+                spec,
+                settings,
+                free_running=True,
+                shrink=False,
+                trace_modules=traced,
+                conformance=contract,
+            )
         )
         rows.append(Row(_expected(entry), controlled, small_scope, free))
         print(f"measured {spec}", file=sys.stderr)

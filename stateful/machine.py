@@ -14,8 +14,10 @@ too (``stateful.invariants``). On failure the report names the broken invariant,
 interleaving as a per-thread timeline and what every subscriber received.
 
 The implementation under test is ``impl_spec`` if a subclass sets it, else the configured one
-(``--broker-impl`` / ``BROKER_IMPL``). ``free_running = True`` runs the same machine on
-uncontrolled threads (stress mode).
+(``--broker-impl`` / ``BROKER_IMPL``); the contract it is judged by is ``conformance`` if a
+subclass sets it, else the configured one (``--broker-items``, ``--broker-history``;
+``stateful.conformance``). ``free_running = True`` runs the same machine on uncontrolled threads
+(stress mode).
 """
 
 from __future__ import annotations
@@ -30,8 +32,18 @@ from hypothesis import currently_in_test_context, note
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from stateful import config
+from stateful.conformance import Conformance
 from stateful.harness import ControlledHarness, FreeHarness, Harness
-from stateful.history import CloseRecord, EmitRecord, History, Subscriber, describe_item, item_type
+from stateful.history import (
+    CloseRecord,
+    EmitRecord,
+    History,
+    Noise,
+    Subscriber,
+    describe_item,
+    is_event_or_marker,
+    item_type,
+)
 from stateful.impl import BrokerImpl
 from stateful.introspect import DISCOVERIES, SubscriberMaps, no_map_note
 from stateful.invariants import check_crashes, check_safety, check_settled, describe_all
@@ -95,11 +107,16 @@ class RunBrokerMachine(RuleBasedStateMachine):
     impl_spec: ClassVar[str | None] = None
     trace_modules: ClassVar[tuple[str, ...]] = ()
     free_running: ClassVar[bool] = False
+    conformance: ClassVar[Conformance | None] = None
 
     def __init__(self) -> None:
         super().__init__()
         self.impl: BrokerImpl = config.load_impl(self.impl_spec, self.trace_modules)
-        self.history = History()
+        self.contract = (
+            self.conformance if self.conformance is not None else config.settings.conformance
+        )
+        self._is_noise = self.contract.noise_predicate()
+        self.history = History(replays_history=self.contract.replays_history)
         self.harness: Harness
         if self.free_running:
             self.harness = FreeHarness(self.impl, PRODUCERS)
@@ -277,12 +294,19 @@ class RunBrokerMachine(RuleBasedStateMachine):
 
     async def _read(self, sub: Subscriber, queue: Any) -> None:
         while True:
-            item = await queue.get()
-            sub.received.append((self.harness.tick(), item))
+            item = self._record(sub, await queue.get())
             self.harness.mark_loop(f"{sub.name} got {describe_item(item)}")
             if item_type(item) in ("done", "overflow"):
                 return
             await self._gates[sub].wait()
+
+    def _record(self, sub: Subscriber, item: Any) -> Any:
+        """Append ``item`` to what ``sub`` received, as ``Noise`` if the declared contract
+        calls it that; return what was recorded."""
+        if self._is_noise is not None and not is_event_or_marker(item) and self._is_noise(item):
+            item = Noise(item)
+        sub.received.append((self.harness.tick(), item))
+        return item
 
     def _finished(self, sub: Subscriber, queue: Any, task: asyncio.Task[None]) -> None:
         if not task.cancelled() and task.exception() is not None:
@@ -300,7 +324,7 @@ class RunBrokerMachine(RuleBasedStateMachine):
             if sub.finished is None or sub.terminal is None or sub.queue is None:
                 continue
             while not sub.queue.empty():
-                sub.received.append((self.harness.tick(), sub.queue.get_nowait()))
+                self._record(sub, sub.queue.get_nowait())
 
     def _queue_emits(self, producer: int, run: str, count: int) -> None:
         for _ in range(count):
@@ -402,6 +426,8 @@ class RunBrokerMachine(RuleBasedStateMachine):
         parts = [f"Implementation under test: {self.impl.spec}"]
         if self._maps.found_none:
             parts.append(no_map_note(self.impl.spec))
+        if self.contract != Conformance():
+            parts.append(f"Declared contract: {self.contract}")
         if isinstance(self.harness, ControlledHarness):
             names = [t.name for t in self.harness.runtime.threads]
             parts.append("Interleaving, one column per thread (oldest first):")
@@ -421,13 +447,23 @@ def _crash(sub: Subscriber, error: BaseException | None) -> Any:
 
 
 def machine_for(
-    spec: str, *, free_running: bool = False, trace_modules: tuple[str, ...] = ()
+    spec: str,
+    *,
+    free_running: bool = False,
+    trace_modules: tuple[str, ...] = (),
+    conformance: Conformance | None = None,
 ) -> type[RunBrokerMachine]:
     """A ``RunBrokerMachine`` subclass bound to one implementation, e.g. for a kill matrix;
-    ``trace_modules`` are traced and controlled besides the module defining the class."""
+    ``trace_modules`` are traced and controlled besides the module defining the class, and the
+    broker is judged by ``conformance`` (None: the configured one)."""
     name = "Free" if free_running else "Controlled"
     return type(
         f"{name}Machine[{spec}]",
         (RunBrokerMachine,),
-        {"impl_spec": spec, "free_running": free_running, "trace_modules": trace_modules},
+        {
+            "impl_spec": spec,
+            "free_running": free_running,
+            "trace_modules": trace_modules,
+            "conformance": conformance,
+        },
     )

@@ -13,6 +13,11 @@ Options:
 ``--max-retained-runs=N``
     how many closed runs the bounded-state check lets a broker keep when its constructor takes
     no retention parameter (``stateful.boundedstate``).
+``--broker-items=module:function``
+    a predicate ``is_noise(item) -> bool``: the extra items (keep-alives, greetings) the broker
+    may send before ``done`` (``stateful.conformance``).
+``--broker-history=none|all``
+    whether a new subscriber first gets every event of the run so far (``all``).
 
 When the Hypothesis profile is not derandomized, a seed is chosen up front (or taken from
 ``--hypothesis-seed``), shown in the header, and given to every stateful test through the
@@ -22,7 +27,8 @@ implementation, options and generation: the profile alone for a derandomized pro
 seed (with the ``repro`` profile in place of ``dev``: same sizes, verbose, no database). A
 failure that ``dev`` replayed from the local example database was found under an earlier seed;
 the ``@reproduce_failure`` blob Hypothesis prints beside it reproduces any failure exactly.
-The free-running stress test gets the same line, labelled as not deterministic. A broker in
+The free-running stress test gets the same line, labelled as not deterministic. The header and
+the line carry the declared contract (``--broker-items``, ``--broker-history``) too. A broker in
 which the cleanup check found no subscriber map is named once, at the end of the run.
 """
 
@@ -37,6 +43,7 @@ from hypothesis import settings as hypothesis_settings
 
 from stateful import config as suite_config
 from stateful.config import DEFAULT_MAX_RETAINED_RUNS
+from stateful.conformance import HISTORY_CHOICES, Conformance
 from stateful.impl import configured_spec
 from stateful.introspect import DISCOVERIES, no_map_note
 from stateful.runtime import DEFAULT_WATCHDOG_SECONDS
@@ -74,6 +81,18 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="N",
         help="closed runs a broker without a retention parameter may keep (bounded-state check)",
     )
+    group.addoption(
+        "--broker-items",
+        default=None,
+        metavar="module:function",
+        help="predicate is_noise(item) -> bool: extra items the broker may send before done",
+    )
+    group.addoption(
+        "--broker-history",
+        choices=HISTORY_CHOICES,
+        default=HISTORY_CHOICES[0],
+        help="whether a new subscriber first gets every event of the run so far (default: none)",
+    )
 
 
 # After Hypothesis's own plugin, so that the profile ``--hypothesis-profile`` names is loaded.
@@ -94,6 +113,12 @@ def pytest_configure(config: pytest.Config) -> None:
         suite_config.load_impl()
     except (ImportError, ValueError) as error:
         raise pytest.UsageError(f"--broker-impl / BROKER_IMPL: {error}") from error
+    conformance = Conformance(config.getoption("broker_items"), config.getoption("broker_history"))
+    try:
+        conformance.noise_predicate()
+    except (ImportError, ValueError) as error:
+        raise pytest.UsageError(f"--broker-items: {error}") from error
+    suite_config.settings.conformance = conformance
     _state["profile"] = (
         config.getoption("hypothesis_profile", None)
         or hypothesis_settings.get_current_profile_name()
@@ -114,8 +139,10 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_report_header(config: pytest.Config) -> str:
     seed = _state.get("seed")
     chosen = "derandomized" if seed is None else f"--hypothesis-seed={seed}"
+    conformance = suite_config.settings.conformance
+    declared = "" if conformance == Conformance() else f" ({conformance})"
     return (
-        f"stateful: broker {configured_spec(config.getoption('broker_impl'))}, "
+        f"stateful: broker {configured_spec(config.getoption('broker_impl'))}{declared}, "
         f"hypothesis profile {_state.get('profile')}, {chosen}"
     )
 
@@ -156,6 +183,7 @@ def repro_command(nodeid: str, config: pytest.Config) -> str:
     max_retained_runs = config.getoption("max_retained_runs")
     if max_retained_runs != DEFAULT_MAX_RETAINED_RUNS:
         parts.append(f"--max-retained-runs={max_retained_runs}")
+    parts.extend(suite_config.settings.conformance.options())
     return shlex.join(parts)
 
 

@@ -40,6 +40,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+from stateful.conformance import Conformance
 from stateful.machine import RunBrokerMachine, machine_for
 from stateful.operations import (
     OPTIONAL,
@@ -120,10 +121,14 @@ class Replay:
 
 
 @contextmanager
-def replay(spec: str, trace_modules: tuple[str, ...] = ()) -> Iterator[Replay]:
+def replay(
+    spec: str, trace_modules: tuple[str, ...] = (), conformance: Conformance | None = None
+) -> Iterator[Replay]:
     """A ``RunBrokerMachine`` bound to the broker class ``spec`` (``module:Class``), tracing
-    ``trace_modules`` too, to run printed steps on; see the module docstring."""
-    state = Replay(machine_for(spec, trace_modules=trace_modules)())
+    ``trace_modules`` too and judging it by ``conformance`` (None: the configured one), to run
+    printed steps on; see the module docstring."""
+    machine = machine_for(spec, trace_modules=trace_modules, conformance=conformance)
+    state = Replay(machine())
     try:
         state.check_invariants()
         yield state
@@ -131,7 +136,10 @@ def replay(spec: str, trace_modules: tuple[str, ...] = ()) -> Iterator[Replay]:
         state.teardown()
 
 
-def replay_steps(steps: Callable[[Replay], None], spec: str) -> None:
-    """Run ``steps`` (a function holding the printed lines) against ``spec``."""
-    with replay(spec) as state:
+def replay_steps(
+    steps: Callable[[Replay], None], spec: str, conformance: Conformance | None = None
+) -> None:
+    """Run ``steps`` (a function holding the printed lines) against ``spec``, judged by
+    ``conformance`` (None: the configured one)."""
+    with replay(spec, conformance=conformance) as state:
         steps(state)

@@ -21,6 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from stateful import config
+from stateful.conformance import Conformance
 from stateful.exhaustive import explore
 from stateful.impl import BrokerImpl
 from stateful.operations import (
@@ -101,14 +102,20 @@ def _scenarios() -> tuple[Scenario, ...]:
 SCENARIOS = _scenarios()
 
 
-def explore_scenario(scenario: Scenario, spec: str, trace_modules: tuple[str, ...] = ()) -> int:
-    """Run ``scenario`` against ``spec`` under every schedule in the bound; return how many
-    schedules ran. The first failure propagates, with the steps that produce it as a note."""
+def explore_scenario(
+    scenario: Scenario,
+    spec: str,
+    trace_modules: tuple[str, ...] = (),
+    conformance: Conformance | None = None,
+) -> int:
+    """Run ``scenario`` against ``spec``, judged by ``conformance`` (None: the configured one),
+    under every schedule in the bound; return how many schedules ran. The first failure
+    propagates, with the steps that produce it as a note."""
 
     def execute(schedule: PreemptionSchedule) -> PreemptionCursor:
         steps = scenario.steps(schedule)
         try:
-            with replay(spec, trace_modules) as state:
+            with replay(spec, trace_modules, conformance) as state:
                 for op in steps:
                     state.step(op=op)
                 return state.machine.rounds[-1]
@@ -119,12 +126,14 @@ def explore_scenario(scenario: Scenario, spec: str, trace_modules: tuple[str, ..
     return explore(execute, MAX_PREEMPTIONS, MAX_GAP)
 
 
-def explore_all(spec: str, trace_modules: tuple[str, ...] = ()) -> int:
+def explore_all(
+    spec: str, trace_modules: tuple[str, ...] = (), conformance: Conformance | None = None
+) -> int:
     """Every scenario the broker can run (those with replay only if it has replay), in order;
     return how many schedules ran. The first failure propagates, as ``explore_scenario``'s."""
     impl = config.load_impl(spec, trace_modules)
     return sum(
-        explore_scenario(scenario, spec, trace_modules)
+        explore_scenario(scenario, spec, trace_modules, conformance)
         for scenario in SCENARIOS
         if scenario.applies_to(impl)
     )

@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import ast
 import importlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from stateful.conformance import Conformance
 
 #: The invariant names a mutant's ``Caught by:`` line may use.
 INVARIANTS: tuple[str, ...] = (
@@ -105,6 +107,8 @@ class ZooEntry:
     invariant: str | None  # "Caught by:" (None for a correct broker)
     also: tuple[str, ...] = ()  # "Also caught by:"
     trace_modules: tuple[str, ...] = ()  # "Trace modules:", besides the one defining the class
+    # The contract it is judged by (stateful.conformance); by default, the seed contract.
+    conformance: Conformance = field(default_factory=Conformance)
 
 
 def parse_caught_by(docstring: str) -> tuple[str, tuple[str, ...]]:
