@@ -1,19 +1,21 @@
 """``python -m bench <benchmark> [--quick]``: ``fanout`` (the broker against the in-loop floor and
 the original design), ``load`` (many subscribers, many events, default settings: nothing lost),
-``scheduler`` (the stateful suite's deterministic scheduler) or ``search`` (how many examples the
-suite needs to catch its hardest mutants)."""
+``scheduler`` (the stateful suite's deterministic scheduler), ``search`` (how many examples the
+suite needs to catch its hardest mutants) or ``tracing`` (``sys.settrace`` against
+``sys.monitoring`` for the scheduler's switch points)."""
 
 from __future__ import annotations
 
 import sys
 
-from bench import fanout, load, scheduler, search
+from bench import fanout, load, scheduler, search, tracing
 
 BENCHMARKS = {
     "fanout": fanout.main,
     "load": load.main,
     "scheduler": scheduler.main,
     "search": search.main,
+    "tracing": tracing.main,
 }
 
 

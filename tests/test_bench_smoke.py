@@ -4,6 +4,7 @@ prints; no timing is asserted."""
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -69,6 +70,22 @@ def test_the_quick_scheduler_benchmark_prints_every_row(
         "(g) switch points/s over the whole machine run",
     ):
         assert row in table, f"missing row {row!r} in:\n{table}"
+
+
+def test_the_quick_tracing_benchmark_prints_every_way_with_the_same_line_events(
+    bench: Main, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert bench(["tracing", "--quick"]) == 0
+    table = capsys.readouterr().out
+    ways = ["untraced", "sys.settrace"] + (["sys.monitoring"] if hasattr(sys, "monitoring") else [])
+    events = {}
+    for way in ways:
+        match = re.search(rf"^{re.escape(way)}\s.*\s([\d,]+)$", table, re.M)
+        assert match, f"missing row {way!r} in:\n{table}"
+        events[way] = int(match[1].replace(",", ""))
+    assert events["untraced"] == 0
+    # Both ways stop before every line of the traced loop: the same switch points.
+    assert len({events[way] for way in ways[1:]}) == 1 and events["sys.settrace"] > 0, table
 
 
 def test_an_unknown_benchmark_is_a_usage_error(
