@@ -37,6 +37,7 @@ INVARIANTS: tuple[str, ...] = (
     "overflow-marker",
     "no-exception",
     "bounded-state",
+    "deadlock",
 )
 
 _PACKAGE = __name__
@@ -53,6 +54,10 @@ CORRECT: tuple[str, ...] = (
     f"{_PACKAGE}.correct_defaultdict_sets:DefaultdictSetBroker",
     f"{_PACKAGE}.correct_lazy_import_lock:LazyImportLockBroker",
     f"{_PACKAGE}.correct_split_modules:SplitModulesBroker",
+    f"{_PACKAGE}.correct_actor_task:ActorTaskBroker",
+    f"{_PACKAGE}.correct_rlock_reentry:RLockReentryBroker",
+    f"{_PACKAGE}.correct_queue_subclass:QueueSubclassBroker",
+    f"{_PACKAGE}.correct_time_retention:TimeRetentionBroker",
 )
 
 #: Mutants: the suite must fail each one with the invariant its docstring names.
@@ -92,6 +97,12 @@ MUTANTS: tuple[str, ...] = (
     f"{_PACKAGE}.mutant_flush_not_rearmed:FlushNotRearmedBroker",
     f"{_PACKAGE}.mutant_done_before_leftover:DoneBeforeLeftoverBroker",
     f"{_PACKAGE}.mutant_pending_trim_past_the_slowest:PendingTrimPastTheSlowestBroker",
+    f"{_PACKAGE}.mutant_late_binding_closure:LateBindingClosureBroker",
+    f"{_PACKAGE}.mutant_replay_greater_equal:ReplayGreaterEqualBroker",
+    f"{_PACKAGE}.mutant_abba_lock_order:AbbaLockOrderBroker",
+    f"{_PACKAGE}.mutant_eviction_before_done:EvictionBeforeDoneBroker",
+    f"{_PACKAGE}.mutant_queuefull_swallowed:QueueFullSwallowedBroker",
+    f"{_PACKAGE}.mutant_call_soon_from_producer:CallSoonFromProducerBroker",
 )
 
 
