@@ -2,10 +2,11 @@
 Caught by: deadlock
 
 A copy of ``correct_time_retention`` whose ``emit`` takes ``_subs_lock`` and then
-``_closed_lock`` ("the subscriber map first, it is what emit reads most"). ``close`` takes
-``_closed_lock`` and then ``_subs_lock``. A producer emitting to a run and another closing one,
-each preempted between its two acquisitions, each hold the lock the other waits for: both block
-for ever. Every lock is acquired with ``with``, so nothing times out and nothing is logged.
+``_closed_lock`` ("the subscriber map first, it is what emit reads most"); ``subscribe`` and
+``close`` take ``_closed_lock`` and then ``_subs_lock``. An emit on a producer thread and a
+subscribe on the loop (or a close on another producer), each preempted between its two
+acquisitions, each hold the lock the other waits for: both block for ever. Every lock is taken
+with ``with``, so nothing times out and nothing is logged.
 """
 
 from __future__ import annotations
