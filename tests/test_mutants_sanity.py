@@ -20,6 +20,7 @@ from tests.mutants import (
     EXPECTED,
     INVARIANTS,
     MUTANTS,
+    NEEDS_MANAGED_THREADS,
     entry,
     load_class,
     module_name,
@@ -30,6 +31,11 @@ from tests.mutants import (
 Event = dict[str, Any]
 DONE: Event = {"type": "done"}
 MUTANTS_DIR = Path(__file__).with_name("mutants")
+#: The correct brokers the kill matrix judges, then those that start threads of their own.
+ALL_CORRECT = [
+    *CORRECT,
+    *(i for i in NEEDS_MANAGED_THREADS if module_name(i).startswith("correct_")),
+]
 
 
 def make(impl: str, **kwargs: Any) -> Any:
@@ -78,8 +84,14 @@ async def read_until_terminal(queue: asyncio.Queue[Event]) -> list[Event]:
             return items
 
 
-REPLAY = [impl for impl in CORRECT if has_replay(impl)]
-BACKLOG = [impl for impl in CORRECT if has_backlog_limit(impl)]
+def takes(impl: str, *parameters: str) -> bool:
+    return set(parameters) <= set(inspect.signature(load_class(impl)).parameters)
+
+
+REPLAY = [impl for impl in ALL_CORRECT if has_replay(impl)]
+BACKLOG = [impl for impl in ALL_CORRECT if has_backlog_limit(impl)]
+RETAINED_BY_COUNT = [impl for impl in ALL_CORRECT if takes(impl, "max_closed_runs")]
+RETAINED_BY_AGE = [impl for impl in ALL_CORRECT if takes(impl, "retain_closed_seconds", "clock")]
 
 
 # -- the registry -------------------------------------------------------------------------------
@@ -88,15 +100,16 @@ BACKLOG = [impl for impl in CORRECT if has_backlog_limit(impl)]
 def test_registry_lists_every_module_once() -> None:
     # Modules named ``_*`` are helpers that a broker of the zoo imports, not brokers.
     on_disk = {p.stem for p in MUTANTS_DIR.glob("*.py") if not p.stem.startswith("_")}
-    listed = [module_name(impl) for impl in (*CORRECT, *MUTANTS)]
+    listed = [module_name(impl) for impl in (*CORRECT, *MUTANTS, *NEEDS_MANAGED_THREADS)]
     assert sorted(listed) == sorted(on_disk)
     assert all(m.startswith("correct_") for m in listed[: len(CORRECT)])
-    assert all(m.startswith("mutant_") for m in listed[len(CORRECT) :])
+    assert all(m.startswith("mutant_") for m in listed[len(CORRECT) : len(CORRECT) + len(MUTANTS)])
+    assert {e.impl for e in zoo()}.isdisjoint(NEEDS_MANAGED_THREADS)
     assert len(CORRECT) >= 3
     assert len(MUTANTS) >= 14
 
 
-@pytest.mark.parametrize("impl", [*CORRECT, *MUTANTS])
+@pytest.mark.parametrize("impl", [*CORRECT, *MUTANTS, *NEEDS_MANAGED_THREADS])
 def test_registry_entry_names_a_seed_api_class(impl: str) -> None:
     cls = load_class(impl)
     for name in ("bind_loop", "subscribe", "unsubscribe", "emit", "close", "n_subscribers"):
@@ -108,7 +121,7 @@ def test_registry_entry_names_a_seed_api_class(impl: str) -> None:
         assert e.invariant is None
     else:
         assert e.invariant in INVARIANTS
-        assert EXPECTED[impl] == e.invariant
+        assert EXPECTED.get(impl, e.invariant) == e.invariant
         assert e.invariant not in e.also
 
 
@@ -131,7 +144,7 @@ def test_parse_caught_by() -> None:
 
 
 @pytest.mark.asyncio
-@pytest.mark.parametrize("impl", CORRECT)
+@pytest.mark.parametrize("impl", ALL_CORRECT)
 async def test_correct_life_cycle(impl: str) -> None:
     broker = make(impl)
     queue = broker.subscribe("run")
@@ -154,21 +167,22 @@ async def test_correct_life_cycle(impl: str) -> None:
 
 
 @pytest.mark.asyncio
-@pytest.mark.parametrize("impl", CORRECT)
+@pytest.mark.parametrize("impl", ALL_CORRECT)
 async def test_correct_close_is_idempotent_and_emit_after_close_is_dropped(impl: str) -> None:
     broker = make(impl)
     queue = broker.subscribe("run")
     broker.close("run")
     broker.close("run")
     broker.emit("run", {"type": "late"})
+    assert await read_until_terminal(queue) == [DONE]  # a broker's own thread may deliver it
     await settle()
-    assert drain(queue) == [DONE]
+    assert drain(queue) == []
     assert broker.n_subscribers("run") == 0
     assert "run" not in broker._subscribers
 
 
 @pytest.mark.asyncio
-@pytest.mark.parametrize("impl", CORRECT)
+@pytest.mark.parametrize("impl", ALL_CORRECT)
 async def test_correct_subscribe_after_close_gets_done_at_once(impl: str) -> None:
     broker = make(impl)
     broker.close("run")
@@ -179,7 +193,7 @@ async def test_correct_subscribe_after_close_gets_done_at_once(impl: str) -> Non
 
 
 @pytest.mark.asyncio
-@pytest.mark.parametrize("impl", CORRECT)
+@pytest.mark.parametrize("impl", ALL_CORRECT)
 async def test_correct_unsubscribe_keeps_the_other_subscribers(impl: str) -> None:
     broker = make(impl)
     first = broker.subscribe("run")
@@ -189,9 +203,9 @@ async def test_correct_unsubscribe_keeps_the_other_subscribers(impl: str) -> Non
     assert broker.n_subscribers("run") == 1
     broker.emit("run", {"type": "step"})
     broker.close("run")
+    assert without_ids(await read_until_terminal(second)) == [{"type": "step"}, DONE]
     await settle()
     assert drain(first) == []
-    assert without_ids(drain(second)) == [{"type": "step"}, DONE]
     assert drain(other_run) == []
     assert broker.n_subscribers("run") == 0
     assert broker.n_subscribers("other") == 1
@@ -200,7 +214,7 @@ async def test_correct_unsubscribe_keeps_the_other_subscribers(impl: str) -> Non
 
 
 @pytest.mark.asyncio
-@pytest.mark.parametrize("impl", CORRECT)
+@pytest.mark.parametrize("impl", ALL_CORRECT)
 async def test_correct_last_unsubscribe_removes_the_map_entry(impl: str) -> None:
     broker = make(impl)
     queues = [broker.subscribe("run") for _ in range(3)]
@@ -211,8 +225,12 @@ async def test_correct_last_unsubscribe_removes_the_map_entry(impl: str) -> None
     assert broker._subscribers == {}
 
 
+def test_every_correct_broker_has_a_retention() -> None:
+    assert sorted(RETAINED_BY_COUNT + RETAINED_BY_AGE) == sorted(ALL_CORRECT)
+
+
 @pytest.mark.asyncio
-@pytest.mark.parametrize("impl", CORRECT)
+@pytest.mark.parametrize("impl", RETAINED_BY_COUNT)
 async def test_correct_closed_runs_are_forgotten_by_count(impl: str) -> None:
     broker = make(impl, max_closed_runs=3)
     for n in range(10):
@@ -222,6 +240,20 @@ async def test_correct_closed_runs_are_forgotten_by_count(impl: str) -> None:
     assert [broker.is_done(n) for n in range(10)] == [False] * 7 + [True] * 3
     if hasattr(broker, "_runs"):
         assert len(broker._runs) == 3
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("impl", RETAINED_BY_AGE)
+async def test_correct_closed_runs_are_forgotten_by_age(impl: str) -> None:
+    now = [0.0]
+    broker = make(impl, retain_closed_seconds=2.0, clock=lambda: now[0])
+    for n in range(6):  # run n closes at time n
+        now[0] = float(n)
+        broker.close(n)
+    assert [broker.is_done(n) for n in range(6)] == [False] * 3 + [True] * 3  # 3, 4, 5: <= 2 s
+    assert list(closed_record(broker)) == [3, 4, 5]
+    late = broker.subscribe(5)
+    assert late.get_nowait() == DONE
 
 
 # -- correct brokers: replay and backlog limit ----------------------------------------------------
@@ -291,13 +323,17 @@ async def test_correct_slow_subscriber_is_cut_off_with_a_marker(impl: str) -> No
     drain(fast)
     broker.emit("run", {"n": 3})
     await settle()
-    assert drain(slow) == [{"n": 1, "id": 1}, {"n": 2, "id": 2}, {"type": "overflow", "limit": 2}]
+    # Brokers without replay do not number events: compare without the ids.
+    assert without_ids(drain(slow)) == [{"n": 1}, {"n": 2}, {"type": "overflow", "limit": 2}]
     assert broker.n_subscribers("run") == 1
     broker.emit("run", {"n": 4})
     broker.close("run")
     await settle()
     assert drain(slow) == []
-    assert drain(fast) == [{"n": 3, "id": 3}, {"n": 4, "id": 4}, DONE]
+    fast_items = drain(fast)
+    assert without_ids(fast_items) == [{"n": 3}, {"n": 4}, DONE]
+    if has_replay(impl):
+        assert [item["id"] for item in fast_items[:-1]] == [3, 4]
     assert broker._subscribers == {}
 
 
@@ -517,3 +553,74 @@ async def test_correct_pump_wait_idle_returns_once_the_items_are_in_the_queues()
 
     assert await asyncio.to_thread(produce)
     assert drain(queue) == [{"n": 1}, DONE]
+
+
+@pytest.mark.asyncio
+async def test_mutant_late_binding_closure_hands_every_item_to_the_last_subscriber() -> None:
+    broker = make(mutant("mutant_late_binding_closure"))
+    first = broker.subscribe("run")
+    second = broker.subscribe("run")
+    broker.emit("run", {"n": 1})
+    broker.close("run")
+    await settle()
+    assert drain(first) == []
+    assert drain(second) == [{"n": 1, "id": 1}, {"n": 1, "id": 1}, DONE, DONE]
+
+
+@pytest.mark.asyncio
+async def test_mutant_replay_greater_equal_repeats_the_seam_event() -> None:
+    broker = make(mutant("mutant_replay_greater_equal"))
+    broker.emit("run", {"n": 1})
+    broker.emit("run", {"n": 2})
+    queue = broker.subscribe("run", last_event_id=1)
+    assert drain(queue) == [{"n": 1, "id": 1}, {"n": 2, "id": 2}]  # the client had id 1
+
+
+@pytest.mark.asyncio
+async def test_mutant_queuefull_swallowed_drops_events_without_a_marker() -> None:
+    broker = make(mutant("mutant_queuefull_swallowed"), max_backlog=2)
+    queue = broker.subscribe("run")
+    for n in range(1, 4):
+        broker.emit("run", {"n": n})
+    await settle()
+    assert drain(queue) == [{"n": 1}, {"n": 2}]
+    assert broker.n_subscribers("run") == 1  # still registered, silently behind
+    broker.emit("run", {"n": 4})
+    await settle()
+    assert drain(queue) == [{"n": 4}]  # a hole where n=3 was
+
+
+@pytest.mark.asyncio
+async def test_mutant_eviction_before_done_leaves_the_subscriber_without_done() -> None:
+    broker = make(mutant("mutant_eviction_before_done"))
+    queue = broker.subscribe("run")
+    broker.emit("run", {"n": 1})
+    broker.close("run")
+    assert broker.n_subscribers("run") == 0  # forgotten at once...
+    await settle()
+    assert drain(queue) == [{"n": 1}]  # ...so its done went to nobody
+    assert broker.is_done("run")
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("impl", "delivered"),
+    [
+        ("tests.mutants.correct_actor_task:ActorTaskBroker", [{"n": 1}, DONE]),
+        (mutant("mutant_call_soon_from_producer"), []),
+    ],
+)
+async def test_mutant_call_soon_from_producer_is_refused_by_a_debug_loop(
+    impl: str, delivered: list[Event]
+) -> None:
+    loop = asyncio.get_running_loop()
+    loop.set_debug(True)  # asyncio then refuses call_soon from a thread other than the loop's
+    try:
+        broker = make(impl)
+        queue = broker.subscribe("run")
+        await asyncio.to_thread(broker.emit, "run", {"n": 1})
+        await asyncio.to_thread(broker.close, "run")
+        await settle()  # what the producer thread scheduled is in the loop's ready queue
+        assert drain(queue) == delivered
+    finally:
+        loop.set_debug(False)
