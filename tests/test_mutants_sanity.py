@@ -20,7 +20,6 @@ from tests.mutants import (
     EXPECTED,
     INVARIANTS,
     MUTANTS,
-    NEEDS_MANAGED_THREADS,
     entry,
     load_class,
     module_name,
@@ -31,11 +30,6 @@ from tests.mutants import (
 Event = dict[str, Any]
 DONE: Event = {"type": "done"}
 MUTANTS_DIR = Path(__file__).with_name("mutants")
-#: The correct brokers the kill matrix judges, then those that start threads of their own.
-ALL_CORRECT = [
-    *CORRECT,
-    *(i for i in NEEDS_MANAGED_THREADS if module_name(i).startswith("correct_")),
-]
 
 
 def make(impl: str, **kwargs: Any) -> Any:
@@ -88,10 +82,10 @@ def takes(impl: str, *parameters: str) -> bool:
     return set(parameters) <= set(inspect.signature(load_class(impl)).parameters)
 
 
-REPLAY = [impl for impl in ALL_CORRECT if has_replay(impl)]
-BACKLOG = [impl for impl in ALL_CORRECT if has_backlog_limit(impl)]
-RETAINED_BY_COUNT = [impl for impl in ALL_CORRECT if takes(impl, "max_closed_runs")]
-RETAINED_BY_AGE = [impl for impl in ALL_CORRECT if takes(impl, "retain_closed_seconds", "clock")]
+REPLAY = [impl for impl in CORRECT if has_replay(impl)]
+BACKLOG = [impl for impl in CORRECT if has_backlog_limit(impl)]
+RETAINED_BY_COUNT = [impl for impl in CORRECT if takes(impl, "max_closed_runs")]
+RETAINED_BY_AGE = [impl for impl in CORRECT if takes(impl, "retain_closed_seconds", "clock")]
 
 
 # -- the registry -------------------------------------------------------------------------------
@@ -100,16 +94,15 @@ RETAINED_BY_AGE = [impl for impl in ALL_CORRECT if takes(impl, "retain_closed_se
 def test_registry_lists_every_module_once() -> None:
     # Modules named ``_*`` are helpers that a broker of the zoo imports, not brokers.
     on_disk = {p.stem for p in MUTANTS_DIR.glob("*.py") if not p.stem.startswith("_")}
-    listed = [module_name(impl) for impl in (*CORRECT, *MUTANTS, *NEEDS_MANAGED_THREADS)]
+    listed = [module_name(impl) for impl in (*CORRECT, *MUTANTS)]
     assert sorted(listed) == sorted(on_disk)
     assert all(m.startswith("correct_") for m in listed[: len(CORRECT)])
     assert all(m.startswith("mutant_") for m in listed[len(CORRECT) : len(CORRECT) + len(MUTANTS)])
-    assert {e.impl for e in zoo()}.isdisjoint(NEEDS_MANAGED_THREADS)
     assert len(CORRECT) >= 3
     assert len(MUTANTS) >= 14
 
 
-@pytest.mark.parametrize("impl", [*CORRECT, *MUTANTS, *NEEDS_MANAGED_THREADS])
+@pytest.mark.parametrize("impl", [*CORRECT, *MUTANTS])
 def test_registry_entry_names_a_seed_api_class(impl: str) -> None:
     cls = load_class(impl)
     for name in ("bind_loop", "subscribe", "unsubscribe", "emit", "close", "n_subscribers"):
@@ -144,7 +137,7 @@ def test_parse_caught_by() -> None:
 
 
 @pytest.mark.asyncio
-@pytest.mark.parametrize("impl", ALL_CORRECT)
+@pytest.mark.parametrize("impl", CORRECT)
 async def test_correct_life_cycle(impl: str) -> None:
     broker = make(impl)
     queue = broker.subscribe("run")
@@ -167,7 +160,7 @@ async def test_correct_life_cycle(impl: str) -> None:
 
 
 @pytest.mark.asyncio
-@pytest.mark.parametrize("impl", ALL_CORRECT)
+@pytest.mark.parametrize("impl", CORRECT)
 async def test_correct_close_is_idempotent_and_emit_after_close_is_dropped(impl: str) -> None:
     broker = make(impl)
     queue = broker.subscribe("run")
@@ -182,7 +175,7 @@ async def test_correct_close_is_idempotent_and_emit_after_close_is_dropped(impl:
 
 
 @pytest.mark.asyncio
-@pytest.mark.parametrize("impl", ALL_CORRECT)
+@pytest.mark.parametrize("impl", CORRECT)
 async def test_correct_subscribe_after_close_gets_done_at_once(impl: str) -> None:
     broker = make(impl)
     broker.close("run")
@@ -193,7 +186,7 @@ async def test_correct_subscribe_after_close_gets_done_at_once(impl: str) -> Non
 
 
 @pytest.mark.asyncio
-@pytest.mark.parametrize("impl", ALL_CORRECT)
+@pytest.mark.parametrize("impl", CORRECT)
 async def test_correct_unsubscribe_keeps_the_other_subscribers(impl: str) -> None:
     broker = make(impl)
     first = broker.subscribe("run")
@@ -214,7 +207,7 @@ async def test_correct_unsubscribe_keeps_the_other_subscribers(impl: str) -> Non
 
 
 @pytest.mark.asyncio
-@pytest.mark.parametrize("impl", ALL_CORRECT)
+@pytest.mark.parametrize("impl", CORRECT)
 async def test_correct_last_unsubscribe_removes_the_map_entry(impl: str) -> None:
     broker = make(impl)
     queues = [broker.subscribe("run") for _ in range(3)]
@@ -226,7 +219,7 @@ async def test_correct_last_unsubscribe_removes_the_map_entry(impl: str) -> None
 
 
 def test_every_correct_broker_has_a_retention() -> None:
-    assert sorted(RETAINED_BY_COUNT + RETAINED_BY_AGE) == sorted(ALL_CORRECT)
+    assert sorted(RETAINED_BY_COUNT + RETAINED_BY_AGE) == sorted(CORRECT)
 
 
 @pytest.mark.asyncio

@@ -60,6 +60,9 @@ CORRECT: tuple[str, ...] = (
     f"{_PACKAGE}.correct_rlock_reentry:RLockReentryBroker",
     f"{_PACKAGE}.correct_queue_subclass:QueueSubclassBroker",
     f"{_PACKAGE}.correct_time_retention:TimeRetentionBroker",
+    f"{_PACKAGE}.correct_dispatcher_thread:DispatcherThreadBroker",
+    f"{_PACKAGE}.correct_condition_dispatcher:ConditionDispatcherBroker",
+    f"{_PACKAGE}.correct_executor_bridge:ExecutorBridgeBroker",
 )
 
 #: Mutants: the suite must fail each one with the invariant its docstring names.
@@ -105,16 +108,6 @@ MUTANTS: tuple[str, ...] = (
     f"{_PACKAGE}.mutant_eviction_before_done:EvictionBeforeDoneBroker",
     f"{_PACKAGE}.mutant_queuefull_swallowed:QueueFullSwallowedBroker",
     f"{_PACKAGE}.mutant_call_soon_from_producer:CallSoonFromProducerBroker",
-)
-
-#: Brokers that start threads of their own (a dispatcher thread, an executor's worker), correct
-#: ones and mutants. The scheduler does not run threads the code under test starts, so the suite
-#: cannot judge these yet: they are not in ``zoo()``, and their directed tests run them on real
-#: threads (``tests/test_mutants_directed.py``).
-NEEDS_MANAGED_THREADS: tuple[str, ...] = (
-    f"{_PACKAGE}.correct_dispatcher_thread:DispatcherThreadBroker",
-    f"{_PACKAGE}.correct_condition_dispatcher:ConditionDispatcherBroker",
-    f"{_PACKAGE}.correct_executor_bridge:ExecutorBridgeBroker",
     f"{_PACKAGE}.mutant_close_bypasses_dispatcher:CloseBypassesDispatcherBroker",
     f"{_PACKAGE}.mutant_two_dispatchers:TwoDispatchersBroker",
     f"{_PACKAGE}.mutant_condition_wait_if:ConditionWaitIfBroker",
