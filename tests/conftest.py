@@ -1,5 +1,18 @@
-"""Fixtures shared by the test modules: the real ``redis-server`` (``tests.redis_support``)."""
+"""Fixtures shared by the test modules: the real ``redis-server`` (``tests.redis_support``); and
+the kill matrix's verdicts, judged in the background from the end of collection
+(``tests.killmatrix_verdicts``)."""
 
+import pytest
+
+from tests import killmatrix_verdicts
 from tests.redis_support import redis_broker, redis_server
 
 __all__ = ["redis_broker", "redis_server"]
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    killmatrix_verdicts.start(session)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    killmatrix_verdicts.stop(session)
