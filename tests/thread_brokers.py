@@ -15,10 +15,9 @@ producers for the suite to see the races it brings.
     producers ``submit`` each delivery to a ``ThreadPoolExecutor`` of one worker while holding
     the lock: one worker runs them in the order they were submitted.
 
-The one-line buggy variants beside them are what the suite must catch once those threads are
-scheduled: ``DoneOvertakesDispatcherBroker`` hands ``done`` to the loop itself, overtaking the
-events still in the inbox; ``TwoWorkersExecutorBroker`` lets two workers deliver at once, so
-two events can reach the loop in the wrong order.
+The scheduler's tests (``tests/test_scheduler_threads.py``) drive them; the zoo has brokers of
+these designs, with mutants, for the kill matrix (``correct_dispatcher_thread``, which starts its
+dispatcher lazily, and ``correct_executor_bridge``).
 """
 
 from __future__ import annotations
@@ -89,7 +88,7 @@ class _LockedBroker:
             if len(self._closed) > self._max_closed_runs:
                 self._closed.popitem(last=False)
             for queue in self._subscribers.pop(run_id, {}):
-                self._post_done(queue)
+                self._post(queue, dict(DONE))
 
     def n_subscribers(self, run_id: Hashable) -> int:
         with self._lock:
@@ -101,9 +100,6 @@ class _LockedBroker:
 
     def _post(self, queue: asyncio.Queue[Event], item: Event) -> None:
         raise NotImplementedError
-
-    def _post_done(self, queue: asyncio.Queue[Event]) -> None:
-        self._post(queue, dict(DONE))
 
     def _deliver(self, queue: asyncio.Queue[Event], item: Event) -> None:
         loop = self._loop
@@ -131,27 +127,12 @@ class DispatcherBroker(_LockedBroker):
             self._deliver(queue, item)
 
 
-class DoneOvertakesDispatcherBroker(DispatcherBroker):
-    """Buggy: ``close`` hands ``done`` to the loop itself, ahead of the events still queued."""
-
-    def _post_done(self, queue: asyncio.Queue[Event]) -> None:
-        self._deliver(queue, dict(DONE))
-
-
 class ExecutorBroker(_LockedBroker):
-    """A thread pool of ``WORKERS`` threads delivers; with one, in the order of submission."""
-
-    WORKERS = 1
+    """A thread pool of one worker delivers, in the order of submission."""
 
     def __init__(self, *, max_closed_runs: int = 10_000) -> None:
         super().__init__(max_closed_runs=max_closed_runs)
-        self._executor = ThreadPoolExecutor(self.WORKERS, thread_name_prefix="delivery")
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="delivery")
 
     def _post(self, queue: asyncio.Queue[Event], item: Event) -> None:
         self._executor.submit(self._deliver, queue, item)  # the lock held: submitted in order
-
-
-class TwoWorkersExecutorBroker(ExecutorBroker):
-    """Buggy: two workers deliver at once, so one event can overtake another."""
-
-    WORKERS = 2
