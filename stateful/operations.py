@@ -25,7 +25,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from stateful.strategy import PreemptionSchedule, preemption_schedules
+from stateful.strategy import PctSchedule, PreemptionSchedule, schedules
 
 RUN_SLOTS = 2
 PRODUCERS = 2
@@ -106,7 +106,7 @@ class Resume:
 class RunInterleaved:
     """Everything queued runs, interleaved as the schedule says, until the threads settle."""
 
-    schedule: PreemptionSchedule
+    schedule: PreemptionSchedule | PctSchedule
 
 
 Operation = (
@@ -186,7 +186,7 @@ def operations(draw: st.DrawFn) -> Operation:
         return Emit(draw(_producers), draw(_slots), draw(st.integers(1, MAX_EMIT_COUNT)))
     if kind is Close:
         return Close(draw(_producers), draw(_slots))
-    return RunInterleaved(draw(preemption_schedules()))
+    return RunInterleaved(draw(schedules()))
 
 
 def why_not(op: Any, options: Options) -> str | None:

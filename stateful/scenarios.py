@@ -111,7 +111,9 @@ def explore_scenario(scenario: Scenario, spec: str, trace_modules: tuple[str, ..
             with replay(spec, trace_modules) as state:
                 for op in steps:
                     state.step(op=op)
-                return state.machine.rounds[-1]
+                cursor = state.machine.rounds[-1]
+                assert isinstance(cursor, PreemptionCursor)  # the schedule it was given
+                return cursor
         except Exception as error:
             error.add_note(_found(scenario, steps))
             raise
