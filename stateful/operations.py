@@ -25,7 +25,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from stateful.strategy import PctSchedule, PreemptionSchedule, schedules
+from stateful.strategy import PctSchedule, PreemptionSchedule, preemption_schedules
 
 RUN_SLOTS = 2
 PRODUCERS = 2
@@ -186,7 +186,7 @@ def operations(draw: st.DrawFn) -> Operation:
         return Emit(draw(_producers), draw(_slots), draw(st.integers(1, MAX_EMIT_COUNT)))
     if kind is Close:
         return Close(draw(_producers), draw(_slots))
-    return RunInterleaved(draw(schedules()))
+    return RunInterleaved(draw(preemption_schedules()))
 
 
 def why_not(op: Any, options: Options) -> str | None:
