@@ -66,7 +66,7 @@ from stateful.operations import (
 )
 from stateful.replay import LEDGER
 from stateful.report import timeline
-from stateful.strategy import PreemptionCursor, RunToCompletion, SchedulingStrategy
+from stateful.strategy import PctCursor, PreemptionCursor, RunToCompletion, SchedulingStrategy
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -156,7 +156,7 @@ class RunBrokerMachine(RuleBasedStateMachine):
         self._emits_settled: Counter[str] = Counter()
         self._left_out: tuple[str, ...] = ()
         # How each interleaved round ran, for explorers (``stateful.exhaustive``).
-        self.rounds: list[PreemptionCursor] = []
+        self.rounds: list[PreemptionCursor | PctCursor] = []
 
     # -- the rules -----------------------------------------------------------------------------
 

@@ -25,7 +25,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from stateful.strategy import PreemptionSchedule, preemption_schedules
+from stateful.strategy import PctSchedule, PreemptionSchedule, preemption_schedules
 
 RUN_SLOTS = 2
 PRODUCERS = 2
@@ -106,7 +106,7 @@ class Resume:
 class RunInterleaved:
     """Everything queued runs, interleaved as the schedule says, until the threads settle."""
 
-    schedule: PreemptionSchedule
+    schedule: PreemptionSchedule | PctSchedule
 
 
 Operation = (

@@ -29,7 +29,8 @@ The printed lines can be copied as they are:
   left out: the invariants run after every step either way, exactly where they were printed.
 * ``state.teardown()`` may be kept or left out: ``replay`` tears down when the block ends.
 
-This module exports the operations and ``PreemptionSchedule``, so the steps need one import.
+This module exports the operations, ``PreemptionSchedule`` and ``PctSchedule``, so the steps
+need one import.
 A step the machine could not have drawn where it stands (an operation that is not possible
 there, a subscriber that is gone, a value out of range) raises ``StaleStep``, so a regression
 test whose steps the machine has outgrown fails loudly instead of testing something else.
@@ -56,11 +57,12 @@ from stateful.operations import (
     Unsubscribe,
     why_not,
 )
-from stateful.strategy import PreemptionSchedule
+from stateful.strategy import PctSchedule, PreemptionSchedule
 
 __all__ = [
     "Close",
     "Emit",
+    "PctSchedule",
     "PreemptionSchedule",
     "Reconnect",
     "Replay",

@@ -118,7 +118,9 @@ def explore_scenario(
             with replay(spec, trace_modules, conformance) as state:
                 for op in steps:
                     state.step(op=op)
-                return state.machine.rounds[-1]
+                cursor = state.machine.rounds[-1]
+                assert isinstance(cursor, PreemptionCursor)  # the schedule it was given
+                return cursor
         except Exception as error:
             error.add_note(_found(scenario, steps))
             raise

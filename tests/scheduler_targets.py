@@ -104,6 +104,34 @@ def release_semaphore(semaphore: Any, log: list[str]) -> None:
     semaphore.release()
 
 
+class LazyLocks:
+    """A lock per key, made on first use without a lock around the making: two threads that
+    both find no lock for a key each make and store one, and the one stored first no longer
+    excludes the other. A race of depth 3: the second thread's lookup must come before the
+    first one's store, and its critical section must open and close inside the first's."""
+
+    def __init__(self) -> None:
+        self.locks: dict[str, Any] = {}
+        self.log: list[str] = []
+
+    def lock_for(self, key: str) -> Any:
+        lock = self.locks.get(key)
+        if lock is None:
+            lock = threading.Lock()
+            self.locks[key] = lock
+        return lock
+
+    def critical_section(self, key: str, name: str) -> None:
+        with self.lock_for(key):
+            self.log.append(f"{name} in")
+            self.log.append(f"{name} out")
+
+    def overlapped(self) -> bool:
+        """Whether a critical section opened while another was open."""
+        pairs = zip(self.log, self.log[1:], strict=False)
+        return any(a.endswith(" in") and b.endswith(" in") for a, b in pairs)
+
+
 def lock_made_lazily() -> Any:
     import threading
 

@@ -13,12 +13,14 @@ from hypothesis import HealthCheck
 from hypothesis import settings as Settings
 from hypothesis.errors import Flaky
 
+import stateful.regression
 from stateful.errors import Nondeterminism, ScheduleFailure
 from stateful.impl import DEFAULT_IMPL
 from stateful.machine import RunBrokerMachine, machine_for
 from stateful.regression import (
     Close,
     Emit,
+    PctSchedule,
     PreemptionSchedule,
     Replay,
     RunInterleaved,
@@ -32,6 +34,7 @@ from stateful.trace import Entry, Mark, Position, Step
 from tests import scheduler_targets as targets
 
 CHECK_THEN_ACT = "tests.mutants.mutant_subscribe_check_then_act:SubscribeCheckThenActBroker"
+LOCK_MADE_TWICE = "tests.mutants.mutant_run_lock_created_twice:RunLockCreatedTwiceBroker"
 FORGETFUL = "tests.scheduler_targets:ForgetsTheFirstClose"
 # The subclass adds only ``close``; the rest of the broker is traced and controlled too.
 FORGETFUL_TRACE_MODULES = ("broker.core",)
@@ -45,6 +48,23 @@ def check_then_act_race(state: Replay) -> None:
     state.step(op=Subscribe(slot=0))
     state.step(op=Close(producer=0, slot=0))
     state.step(op=RunInterleaved(schedule=PreemptionSchedule(first=0, preemptions=((2, 0, True),))))
+
+
+def lock_made_twice_under_pct(state: Replay) -> None:
+    """Subscribe and close on a fresh run of a broker that makes a run's lock lazily, under a
+    PCT schedule of depth 3: the loop is lowered at its first synchronisation point, inside
+    the lock's making, and the producer at its second."""
+    state.step(op=Subscribe(slot=0))
+    state.step(op=Close(producer=0, slot=0))
+    state.step(
+        op=RunInterleaved(schedule=PctSchedule(order=(0, 1, 2, 3), changes=(0, 1), lines=False))
+    )
+
+
+def one_at_a_time(state: Replay) -> None:
+    state.step(op=Subscribe(slot=0))
+    state.step(op=Close(producer=0, slot=0))
+    state.step(op=RunInterleaved(schedule=PreemptionSchedule()))
 
 
 def busy_example(state: Replay) -> None:
@@ -118,6 +138,25 @@ def test_a_failing_example_replays_the_same_interleaving_step_by_step() -> None:
         and entry.position.filename.endswith("mutant_subscribe_check_then_act.py")
     }
     assert threads_in_broker == {"loop", "producer-0"}
+
+
+def test_a_failing_pct_example_replays_the_same_interleaving_step_by_step() -> None:
+    first, _ = run_once(lock_made_twice_under_pct, LOCK_MADE_TWICE, "no-exception")
+    second, _ = run_once(lock_made_twice_under_pct, LOCK_MADE_TWICE, "no-exception")
+
+    assert_same_interleaving(first, second)
+    assert lines_in(first, "mutant_run_lock_created_twice.py") > 10
+    # The same operations, one thread at a time, do not fail.
+    run_once(one_at_a_time, LOCK_MADE_TWICE, None)
+
+
+def test_a_pct_step_prints_as_the_code_that_replays_it() -> None:
+    op = RunInterleaved(schedule=PctSchedule(order=(1, 0, 2, 3), changes=(4, 0), lines=True))
+    printed = repr(op)
+    assert printed == (
+        "RunInterleaved(schedule=PctSchedule(order=(1, 0, 2, 3), changes=(4, 0), lines=True))"
+    )
+    assert eval(printed, vars(stateful.regression)) == op
 
 
 def test_a_passing_example_replays_the_same_interleaving_step_by_step() -> None:
