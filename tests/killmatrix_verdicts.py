@@ -2,10 +2,12 @@
 
 Each verdict takes a process of its own and most of a core for up to a few minutes, and the
 kill-matrix tests would otherwise start them only when the first of them runs, leaving a core
-idle through every test before. ``start`` (called by ``pytest_collection_finish``) submits every
-selected entry of ``tests/test_kill_matrix.py``, two at a time (one per core), in the order of
-the tests; each test then waits for its own verdict. ``stop`` (``pytest_sessionfinish``) cancels
-what has not started. The verdicts do not depend on what else runs meanwhile: each is measured
+idle through every test before. ``run_last`` (called by ``pytest_collection_modifyitems``) moves
+the kill-matrix tests after every other test, and ``start`` (``pytest_collection_finish``)
+submits every selected entry of ``tests/test_kill_matrix.py``, two at a time (one per core), in
+the order of the tests; so the verdicts are judged while the rest of the session runs, and each
+kill-matrix test then waits for its own. ``stop`` (``pytest_sessionfinish``) cancels what has
+not started. The verdicts do not depend on what else runs meanwhile: each is measured
 in a new interpreter under the derandomized ``ci`` profile.
 """
 
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TypeGuard
 
 import pytest
 
@@ -62,15 +65,20 @@ class Verdicts:
 _KEY = pytest.StashKey[Verdicts]()
 
 
+def _is_kill_matrix(item: pytest.Item) -> TypeGuard[pytest.Function]:
+    return isinstance(item, pytest.Function) and Path(item.path) == KILL_MATRIX
+
+
+def run_last(items: list[pytest.Item]) -> None:
+    """Move the kill-matrix tests after the others, keeping each group's order."""
+    items[:] = sorted(items, key=_is_kill_matrix)
+
+
 def start(session: pytest.Session) -> None:
     """Start judging the kill-matrix entries that the session selected, if any."""
     if session.config.option.collectonly:
         return
-    selected = {
-        item.callspec.id
-        for item in session.items
-        if isinstance(item, pytest.Function) and Path(item.path) == KILL_MATRIX
-    }
+    selected = {item.callspec.id for item in session.items if _is_kill_matrix(item)}
     entries = [entry for entry in zoo() if entry_id(entry) in selected]
     if entries:
         session.stash[_KEY] = Verdicts(entries)
