@@ -78,14 +78,18 @@ def test_the_quick_tracing_benchmark_prints_every_way_with_the_same_line_events(
     assert bench(["tracing", "--quick"]) == 0
     table = capsys.readouterr().out
     ways = ["untraced", "sys.settrace"] + (["sys.monitoring"] if hasattr(sys, "monitoring") else [])
-    events = {}
+    events, one_line = {}, {}
     for way in ways:
-        match = re.search(rf"^{re.escape(way)}\s.*\s([\d,]+)$", table, re.M)
+        match = re.search(rf"^{re.escape(way)}\s.*\s([\d,]+)\s+([\d,]+)$", table, re.M)
         assert match, f"missing row {way!r} in:\n{table}"
-        events[way] = int(match[1].replace(",", ""))
-    assert events["untraced"] == 0
+        events[way], one_line[way] = (int(group.replace(",", "")) for group in match.groups())
+    assert events["untraced"] == one_line["untraced"] == 0
     # Both ways stop before every line of the traced loop: the same switch points.
     assert len({events[way] for way in ways[1:]}) == 1 and events["sys.settrace"] > 0, table
+    # In a loop on one line, sys.settrace stops at every turn (1,000), LINE events do not.
+    assert one_line["sys.settrace"] > 1_000, table
+    if "sys.monitoring" in ways:
+        assert one_line["sys.monitoring"] < 10, table
 
 
 def test_an_unknown_benchmark_is_a_usage_error(
