@@ -228,6 +228,10 @@ def spin(flags: dict[str, bool]) -> None:
         pass
 
 
+def spin_on_one_line(flags: dict[str, bool]) -> None:
+    while not flags.get("stop"): pass  # fmt: skip  # noqa: E701 (a spin-wait as often written)
+
+
 def start_timer(seconds: float, log: list[str], cancel: bool) -> threading.Timer:
     timer = threading.Timer(seconds, lambda: log.append(f"fired at {time.monotonic()}"))
     if cancel:

@@ -13,7 +13,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -206,20 +206,26 @@ def test_a_timer_fires_after_its_interval_in_virtual_time(runtime: Runtime, canc
 # -- what a thread of the code under test can do wrong ---------------------------------------------
 
 
-def test_a_spinning_thread_is_named_in_the_livelock() -> None:
+@pytest.mark.parametrize("spin", [targets.spin, targets.spin_on_one_line])
+def test_a_spinning_thread_is_named_in_the_livelock(
+    spin: Callable[[dict[str, bool]], None],
+) -> None:
+    # On one line too: every turn back to the line is a switch point, as sys.settrace reports
+    # it (sys.monitoring's LINE events would not), so the spin ends in a livelock, not a hang.
     rt = Runtime([targets.__file__], watchdog_seconds=WATCHDOG_SECONDS, max_steps=300)
     flags: dict[str, bool] = {}
     with controlled([targets]), running(rt):
-        run_op(rt, "starter", functools.partial(targets.start_thread, targets.spin, flags))
+        run_op(rt, "starter", functools.partial(targets.start_thread, spin, flags))
         with pytest.raises(Livelock) as failure:
             rt.run(RunToCompletion())
         flags["stop"] = True  # lets the thread unwind
 
-    line = targets.spin.__code__.co_firstlineno
+    line = spin.__code__.co_firstlineno
+    name = spin.__name__
     message = str(failure.value)
-    assert "thread thread-1 (spin), started by the code under test, is still runnable" in message
-    assert f"at scheduler_targets.py:{line + 1} in spin" in message or (
-        f"at scheduler_targets.py:{line + 2} in spin" in message
+    assert f"thread thread-1 ({name}), started by the code under test, is still runnable" in message
+    assert f"at scheduler_targets.py:{line + 1} in {name}" in message or (
+        f"at scheduler_targets.py:{line + 2} in {name}" in message
     )
 
 
