@@ -41,10 +41,10 @@ order (``st.permutations`` shrinks towards the identity).
 
 The machine does not draw PCT schedules. On one round alone (subscribe against close on a run
 nobody has touched) PCT finds a lazily made lock race more often than preemption schedules do,
-but mixed into the machine's draws (in half the rounds, in a quarter, or in half the rounds that
-hold a run's first operations) it found those races no sooner over 20 seeds and the batching
-races later, since a loop of high priority takes each flush as soon as it is posted (``python -m
-bench search``; the README's "PCT schedules"). ``pct_schedules`` draws them for other uses.
+but mixed into the machine's draws (in half the rounds, or in half the rounds that hold a run's
+first operations) it found those races no sooner over 20 seeds and the batching races later,
+since a loop of high priority takes each flush as soon as it is posted (``python -m bench
+search``; the README's "PCT schedules"). ``pct_schedules`` draws them for other uses.
 """
 
 from __future__ import annotations
