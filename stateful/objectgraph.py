@@ -3,7 +3,7 @@
 Three checks look inside a broker without knowing how it is written: the bounded-state check
 searches it for the ids of runs it served (``stateful.boundedstate``), the cleanup check finds
 the maps it keeps its subscribers in (``stateful.introspect``), and the scheduler finds the real
-locks it holds (``stateful.realprimitives``). They walk the same graph, here.
+locks it holds (``stateful.reach``). They walk the same graph, here.
 
 ``walk(roots, follow)`` visits every object reachable from ``roots``, breadth first, each object
 once, at its shortest path, and yields each ``Edge`` (the parent, its path, the step, the
@@ -127,7 +127,7 @@ def children(value: Any, follow: Callable[[Any], bool]) -> Iterator[tuple[Step, 
     elif isinstance(value, types.MethodType):
         yield Step("attr", "__self__"), value.__self__
     elif isinstance(value, types.FunctionType):
-        for name, cell in zip(value.__code__.co_freevars, value.__closure__ or (), strict=True):
+        for name, cell in closure_cells(value).items():
             contents = _cell_contents(cell)
             if contents is not _MISSING:
                 yield Step("cell", name), contents
@@ -142,6 +142,11 @@ def children(value: Any, follow: Callable[[Any], bool]) -> Iterator[tuple[Step, 
             yield Step("attr", name), member
         for name, member in properties(value).items():
             yield Step("attr", name), member
+
+
+def closure_cells(function: types.FunctionType) -> dict[str, types.CellType]:
+    """The cells of ``function``'s closure, by the name of the variable each holds."""
+    return dict(zip(function.__code__.co_freevars, function.__closure__ or (), strict=True))
 
 
 def _cell_contents(cell: types.CellType) -> Any:

@@ -49,7 +49,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from stateful import clock, runtime, threads
+from stateful import clock, objectgraph, runtime, threads
 
 _REAL_LOCK_TYPE = type(_thread.allocate_lock())
 _REAL_RLOCK_TYPE = type(threading.RLock())
@@ -586,11 +586,7 @@ def _patch_default_factories(cls: type) -> list[Callable[[], None]]:
     (``_dflt_NAME`` on 3.11, ``__dataclass_dflt_NAME__`` later): both get the controlled one."""
     undo: list[Callable[[], None]] = []
     init = vars(cls).get("__init__")
-    cells = (
-        dict(zip(init.__code__.co_freevars, init.__closure__ or (), strict=True))
-        if (isinstance(init, types.FunctionType))
-        else {}
-    )
+    cells = objectgraph.closure_cells(init) if isinstance(init, types.FunctionType) else {}
     for field in dataclasses.fields(cls):
         real = field.default_factory
         try:

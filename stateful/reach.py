@@ -137,9 +137,9 @@ def _place(edge: objectgraph.Edge, stand_in: Any) -> Callable[[], None] | None:
 
         return restore
     if step.kind == "cell" and isinstance(parent, types.FunctionType):
-        cells = dict(zip(parent.__code__.co_freevars, parent.__closure__ or (), strict=True))
-        cells[step.name].cell_contents = stand_in
-        return lambda: setattr(cells[step.name], "cell_contents", real)
+        cell = objectgraph.closure_cells(parent)[step.name]
+        cell.cell_contents = stand_in
+        return lambda: setattr(cell, "cell_contents", real)
     return None
 
 
