@@ -45,38 +45,33 @@ def _virtual_seconds() -> float | None:
     return None if entry is None else entry[0].clock.now
 
 
-def monotonic() -> float:
-    now = _virtual_seconds()
-    return _real_monotonic() if now is None else MONOTONIC_BASE + now
+def _reading(real: Callable[[], float], base: float) -> Callable[[], float]:
+    """A clock that reads ``base`` plus the virtual seconds in a managed thread, else ``real``."""
+
+    def read() -> float:
+        now = _virtual_seconds()
+        return real() if now is None else base + now
+
+    return read
 
 
-def monotonic_ns() -> int:
-    now = _virtual_seconds()
-    return _real_monotonic_ns() if now is None else int(MONOTONIC_BASE) * _NS + round(now * _NS)
+def _reading_ns(real: Callable[[], int], base: float) -> Callable[[], int]:
+    """``_reading`` in integer nanoseconds."""
+
+    def read_ns() -> int:
+        now = _virtual_seconds()
+        return real() if now is None else int(base) * _NS + round(now * _NS)
+
+    return read_ns
 
 
-def perf_counter() -> float:
-    now = _virtual_seconds()
-    return _real_perf_counter() if now is None else MONOTONIC_BASE + now
-
-
-def perf_counter_ns() -> int:
-    now = _virtual_seconds()
-    if now is None:
-        return _real_perf_counter_ns()
-    return int(MONOTONIC_BASE) * _NS + round(now * _NS)
-
-
-def wall_time() -> float:
-    """``time.time``."""
-    now = _virtual_seconds()
-    return _real_time() if now is None else WALL_BASE + now
-
-
-def wall_time_ns() -> int:
-    """``time.time_ns``."""
-    now = _virtual_seconds()
-    return _real_time_ns() if now is None else int(WALL_BASE) * _NS + round(now * _NS)
+monotonic = _reading(_real_monotonic, MONOTONIC_BASE)
+monotonic_ns = _reading_ns(_real_monotonic_ns, MONOTONIC_BASE)
+perf_counter = _reading(_real_perf_counter, MONOTONIC_BASE)
+perf_counter_ns = _reading_ns(_real_perf_counter_ns, MONOTONIC_BASE)
+#: ``time.time`` and ``time.time_ns``.
+wall_time = _reading(_real_time, WALL_BASE)
+wall_time_ns = _reading_ns(_real_time_ns, WALL_BASE)
 
 
 def sleep(seconds: float) -> None:
